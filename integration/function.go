@@ -1,0 +1,37 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+)
+
+// BuildFunction builds the lambda binary into dir and returns its path.
+func BuildFunction(dir string) (string, error) {
+	out := filepath.Join(dir, "bootstrap")
+	cmd := exec.Command("go", "build", "-o", out, "github.com/sqs-msk-relay/relay/lambda")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build lambda: %w", err)
+	}
+	return out, nil
+}
+
+// StartFunction starts the function binary against the Runtime API at api,
+// with env added to a minimal environment (nothing leaks in from the
+// caller's), its stdout and stderr to logs.
+func StartFunction(binary, api string, env []string, logs io.Writer) (*exec.Cmd, error) {
+	cmd := exec.Command(binary)
+	cmd.Env = append([]string{
+		"AWS_LAMBDA_RUNTIME_API=" + api,
+		"AWS_LAMBDA_FUNCTION_NAME=relay-local",
+		"PATH=" + os.Getenv("PATH"),
+	}, env...)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start function: %w", err)
+	}
+	return cmd, nil
+}

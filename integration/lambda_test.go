@@ -1,0 +1,206 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/sqs-msk-relay/relay/integration/broker"
+	"github.com/sqs-msk-relay/relay/integration/runtimeapi"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "relay-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary, err = BuildFunction(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startFunction runs the real binary under a Runtime API on loopback.
+func startFunction(t *testing.T, env ...string) (*runtimeapi.Server, *logBuffer, func() error) {
+	t.Helper()
+	api, err := runtimeapi.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { api.Close() })
+	logs := &logBuffer{}
+	cmd, err := StartFunction(binary, api.Addr(), env, logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	var exitErr error
+	go func() { exitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("function output:\n%s", logs.String())
+		}
+	})
+	wait := func() error {
+		select {
+		case <-exited:
+			return exitErr
+		case <-time.After(10 * time.Second):
+			return fmt.Errorf("function still running")
+		}
+	}
+	return api, logs, wait
+}
+
+func sqsEvent(ids ...string) []byte {
+	var ev events.SQSEvent
+	for _, id := range ids {
+		body := "hello " + id
+		if strings.HasPrefix(id, "big") {
+			body = strings.Repeat("x", 2000)
+		}
+		ev.Records = append(ev.Records, events.SQSMessage{
+			MessageId: id, Body: body, EventSourceARN: "arn:aws:sqs:eu-west-1:123456789012:events",
+			Attributes: map[string]string{"SentTimestamp": "1700000000000", "ApproximateReceiveCount": "1"},
+		})
+	}
+	b, _ := json.Marshal(ev)
+	return b
+}
+
+func TestBinaryRelaysUnderRuntimeAPI(t *testing.T) {
+	c, err := broker.Start(3, []string{"events"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	api, logs, _ := startFunction(t,
+		"RELAY_BROKERS="+c.Addrs(), "RELAY_TOPIC=events", "RELAY_AUTH=none", "RELAY_MAX_MESSAGE_BYTES=1000")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Two invocations: the producer built at init serves both.
+	for round, ids := range [][]string{{"a1", "big1", "a2"}, {"b1", "b2"}} {
+		res, err := api.Invoke(ctx, sqsEvent(ids...), 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Error {
+			t.Fatalf("round %d: function error %s", round, res.Payload)
+		}
+		var resp events.SQSEventResponse
+		if err := json.Unmarshal(res.Payload, &resp); err != nil {
+			t.Fatalf("response %s: %v", res.Payload, err)
+		}
+		want := `[]`
+		if round == 0 {
+			want = `[{"itemIdentifier":"big1"}]`
+		}
+		if got, _ := json.Marshal(resp.BatchItemFailures); string(got) != want {
+			t.Errorf("round %d: batchItemFailures %s, want %s", round, got, want)
+		}
+	}
+	if n := c.Count("events"); n != 4 {
+		t.Errorf("%d records in Kafka, want 4", n)
+	}
+	// The summary line may follow the answer by a moment.
+	waitFor(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), `"requestId":"req-2"`) })
+	out := logs.String()
+	if n := strings.Count(out, `"msg":"relay ready"`); n != 1 {
+		t.Errorf("producer built %d times, want once per sandbox", n)
+	}
+	for _, want := range []string{`"requestId":"req-1"`, `"requestId":"req-2"`, `"messageId":"big1","reason":"oversized"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("logs lack %s", want)
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("log line is not JSON: %s", line)
+		}
+	}
+}
+
+func TestBinaryUnreadableEventIsFunctionError(t *testing.T) {
+	c, err := broker.Start(1, []string{"events"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	api, _, _ := startFunction(t, "RELAY_BROKERS="+c.Addrs(), "RELAY_TOPIC=events", "RELAY_AUTH=none")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := api.Invoke(ctx, []byte(`{"Records":[{"body":"no id"}]}`), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Error || !strings.Contains(string(res.Payload), "has no messageId") {
+		t.Errorf("result %+v, want a function error naming the missing messageId", res)
+	}
+}
+
+func TestBinaryBadConfigIsInitError(t *testing.T) {
+	api, _, wait := startFunction(t, "RELAY_TOPIC=events", "RELAY_AUTH=none", "RELAY_DEADLINE_MARGIN=soon")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := api.InitError(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := string(res.Payload)
+	if res.ErrorType != "Runtime.ConfigError" || !strings.Contains(msg, "RELAY_BROKERS is required") || !strings.Contains(msg, `RELAY_DEADLINE_MARGIN=\"soon\"`) {
+		t.Errorf("init error %s %s", res.ErrorType, msg)
+	}
+	if err := wait(); err == nil {
+		t.Errorf("function exited cleanly after an init error")
+	}
+	if api.Nexts() != 0 {
+		t.Errorf("function asked for invocations after failing init")
+	}
+}
+
+// waitFor polls cond until it holds or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Errorf("condition not met within %v", timeout)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

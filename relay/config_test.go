@@ -1,0 +1,151 @@
+package relay
+
+import (
+	"log/slog"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func lookup(env map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+}
+
+func base(extra map[string]string) map[string]string {
+	env := map[string]string{"RELAY_BROKERS": "b-1.msk:9092,b-2.msk:9092", "RELAY_TOPIC": "events", "RELAY_AUTH": "none"}
+	for k, v := range extra {
+		if v == "<unset>" {
+			delete(env, k)
+			continue
+		}
+		env[k] = v
+	}
+	return env
+}
+
+func TestConfigDefaults(t *testing.T) {
+	c, err := ConfigFromEnv(lookup(base(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Brokers:          []string{"b-1.msk:9092", "b-2.msk:9092"},
+		Topic:            "events",
+		Auth:             AuthNone,
+		MaxMessageBytes:  1000000,
+		DeadlineMargin:   time.Second,
+		BrokersDownGrace: 3 * time.Second,
+		ClientID:         "sqs-msk-relay",
+		LogLevel:         slog.LevelInfo,
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("got %+v\nwant %+v", c, want)
+	}
+}
+
+func TestConfigValues(t *testing.T) {
+	c, err := ConfigFromEnv(lookup(base(map[string]string{
+		"RELAY_TOPIC_ATTRIBUTE":    "route",
+		"RELAY_ALLOWED_TOPICS":     "audit, billing",
+		"RELAY_KEY_ATTRIBUTE":      "customer",
+		"RELAY_MAX_MESSAGE_BYTES":  "2000000",
+		"RELAY_DEADLINE_MARGIN":    "1500ms",
+		"RELAY_BROKERS_DOWN_GRACE": "5s",
+		"RELAY_KAFKA_PROPERTIES":   "linger.ms=20, compression.type=lz4",
+		"AWS_LAMBDA_FUNCTION_NAME": "relay-prod",
+		"RELAY_LOG_LEVEL":          "debug",
+	})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TopicAttribute != "route" || !reflect.DeepEqual(c.AllowedTopics, []string{"audit", "billing"}) ||
+		c.KeyAttribute != "customer" || c.MaxMessageBytes != 2000000 || c.DeadlineMargin != 1500*time.Millisecond ||
+		c.BrokersDownGrace != 5*time.Second || c.ClientID != "relay-prod" || c.LogLevel != slog.LevelDebug ||
+		!reflect.DeepEqual(c.KafkaProperties, map[string]string{"linger.ms": "20", "compression.type": "lz4"}) {
+		t.Errorf("got %+v", c)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string // the error names the variable and the bad value
+	}{
+		{map[string]string{"RELAY_BROKERS": "<unset>"}, "RELAY_BROKERS is required"},
+		{map[string]string{"RELAY_BROKERS": " "}, "RELAY_BROKERS is required"},
+		{map[string]string{"RELAY_BROKERS": "b-1.msk"}, `RELAY_BROKERS="b-1.msk": broker "b-1.msk" is not host:port`},
+		{map[string]string{"RELAY_BROKERS": "b-1.msk:0"}, `RELAY_BROKERS="b-1.msk:0": broker "b-1.msk:0" has no valid port`},
+		{map[string]string{"RELAY_BROKERS": "b-1.msk:x"}, `broker "b-1.msk:x" has no valid port`},
+		{map[string]string{"RELAY_BROKERS": ":9092"}, `broker ":9092" is not host:port`},
+		{map[string]string{"RELAY_BROKERS": ","}, `RELAY_BROKERS=",": no broker listed`},
+		{map[string]string{"RELAY_TOPIC": "<unset>"}, "RELAY_TOPIC is required"},
+		{map[string]string{"RELAY_TOPIC": "bad topic"}, `RELAY_TOPIC="bad topic": "bad topic" is not a valid Kafka topic name`},
+		{map[string]string{"RELAY_TOPIC": ".."}, `RELAY_TOPIC=".."`},
+		{map[string]string{"RELAY_TOPIC": strings.Repeat("t", 250)}, "is not a valid Kafka topic name"},
+		{map[string]string{"RELAY_AUTH": "kerberos"}, `RELAY_AUTH="kerberos": not one of "iam", "none"`},
+		{map[string]string{"RELAY_AUTH": "<unset>"}, `RELAY_AUTH="iam" (the default when unset)`},
+		{map[string]string{"RELAY_TOPIC_ATTRIBUTE": "route"}, "RELAY_TOPIC_ATTRIBUTE is set but RELAY_ALLOWED_TOPICS is empty"},
+		{map[string]string{"RELAY_TOPIC_ATTRIBUTE": "a b", "RELAY_ALLOWED_TOPICS": "x"}, `RELAY_TOPIC_ATTRIBUTE="a b": not a valid SQS message attribute name`},
+		{map[string]string{"RELAY_ALLOWED_TOPICS": "audit"}, `RELAY_ALLOWED_TOPICS="audit": set without RELAY_TOPIC_ATTRIBUTE`},
+		{map[string]string{"RELAY_TOPIC_ATTRIBUTE": "route", "RELAY_ALLOWED_TOPICS": "ok,no way"}, `RELAY_ALLOWED_TOPICS="ok,no way": "no way" is not a valid Kafka topic name`},
+		{map[string]string{"RELAY_KEY_ATTRIBUTE": "k/y"}, `RELAY_KEY_ATTRIBUTE="k/y": not a valid SQS message attribute name`},
+		{map[string]string{"RELAY_MAX_MESSAGE_BYTES": "1MB"}, `RELAY_MAX_MESSAGE_BYTES="1MB": not a whole number of bytes`},
+		{map[string]string{"RELAY_MAX_MESSAGE_BYTES": "0"}, `RELAY_MAX_MESSAGE_BYTES="0": must be between 1 and 1000000000 bytes`},
+		{map[string]string{"RELAY_MAX_MESSAGE_BYTES": "2000000000"}, `RELAY_MAX_MESSAGE_BYTES="2000000000": must be between`},
+		{map[string]string{"RELAY_DEADLINE_MARGIN": "1000"}, `RELAY_DEADLINE_MARGIN="1000": not a Go duration`},
+		{map[string]string{"RELAY_DEADLINE_MARGIN": "50ms"}, `RELAY_DEADLINE_MARGIN="50ms": below the minimum 200ms`},
+		{map[string]string{"RELAY_BROKERS_DOWN_GRACE": "soon"}, `RELAY_BROKERS_DOWN_GRACE="soon": not a Go duration`},
+		{map[string]string{"RELAY_BROKERS_DOWN_GRACE": "-1s"}, `RELAY_BROKERS_DOWN_GRACE="-1s": must be positive`},
+		{map[string]string{"RELAY_KAFKA_PROPERTIES": "linger.ms"}, "RELAY_KAFKA_PROPERTIES: entry 1 is not key=value"},
+		{map[string]string{"RELAY_KAFKA_PROPERTIES": "Linger=5"}, `RELAY_KAFKA_PROPERTIES: entry 1: "Linger" is not a librdkafka property name`},
+		{map[string]string{"RELAY_KAFKA_PROPERTIES": "acks=1"}, "RELAY_KAFKA_PROPERTIES: acks cannot be set here"},
+		{map[string]string{"RELAY_KAFKA_PROPERTIES": "enable.idempotence=false"}, "enable.idempotence cannot be set here"},
+		{map[string]string{"RELAY_KAFKA_PROPERTIES": "bootstrap.servers=x:1"}, "bootstrap.servers cannot be set here: it is RELAY_BROKERS"},
+		{map[string]string{"RELAY_KAFKA_PROPERTIES": "sasl.password=hunter2"}, "sasl.password cannot be set here"},
+		{map[string]string{"RELAY_KAFKA_PROPERTIES": "go.events.channel.size=1"}, "go.events.channel.size cannot be set here"},
+		{map[string]string{"RELAY_KAFKA_PROPERTIES": "linger.ms=1,linger.ms=2"}, "linger.ms is set twice"},
+		{map[string]string{"RELAY_LOG_LEVEL": "loud"}, `RELAY_LOG_LEVEL="loud": not one of debug, info, warn, error`},
+	} {
+		_, err := ConfigFromEnv(lookup(base(tc.env)))
+		if err == nil {
+			t.Errorf("%v: no error", tc.env)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %q does not contain %q", tc.env, err, tc.want)
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%v: error %q echoes a secret", tc.env, err)
+		}
+	}
+}
+
+func TestConfigReportsEveryError(t *testing.T) {
+	_, err := ConfigFromEnv(lookup(map[string]string{"RELAY_AUTH": "none", "RELAY_DEADLINE_MARGIN": "x"}))
+	for _, want := range []string{"RELAY_BROKERS", "RELAY_TOPIC", "RELAY_DEADLINE_MARGIN"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not name %s", err, want)
+		}
+	}
+}
+
+func TestProduceDeadline(t *testing.T) {
+	now := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		remaining, margin, want time.Duration
+	}{
+		{60 * time.Second, time.Second, 59 * time.Second},
+		{3 * time.Second, time.Second, 2 * time.Second},
+		{1500 * time.Millisecond, time.Second, 750 * time.Millisecond}, // half each when short
+		{0, time.Second, 0},
+	} {
+		got := produceDeadline(now, now.Add(tc.remaining), true, tc.margin).Sub(now)
+		if got != tc.want {
+			t.Errorf("remaining %v margin %v: window %v, want %v", tc.remaining, tc.margin, got, tc.want)
+		}
+	}
+	if got := produceDeadline(now, time.Time{}, false, time.Second).Sub(now); got != maxProduceWindow {
+		t.Errorf("no deadline: window %v, want %v", got, maxProduceWindow)
+	}
+}

@@ -1,0 +1,67 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Reasons are short, stable codes saying why a record failed; logs and
+// metrics count failures by them.
+const (
+	ReasonInvalidRecord   = "invalid_record"    // a field of the SQS record is malformed
+	ReasonOversized       = "oversized"         // the body is over RELAY_MAX_MESSAGE_BYTES
+	ReasonTopicNotAllowed = "topic_not_allowed" // the routing attribute names a topic off the allow-list
+	ReasonGroupBlocked    = "group_blocked"     // FIFO: an earlier record of the same group failed
+	ReasonDeadline        = "deadline"          // not acknowledged before the produce deadline
+	ReasonBrokersDown     = "brokers_down"      // no broker reachable
+	ReasonAuthFailed      = "auth_failed"       // the brokers refused authentication
+	ReasonFatal           = "producer_fatal"    // librdkafka raised a fatal error
+	ReasonNotProduced     = "not_produced"      // the producer returned without a report for the record
+)
+
+// RecordError is bad input in one record: it names the record and the field.
+type RecordError struct {
+	MessageID string
+	Field     string // the field in the SQS record, e.g. "messageAttributes.color.binaryValue"
+	Reason    string // one of the Reason constants
+	Err       error
+}
+
+func (e *RecordError) Error() string {
+	return fmt.Sprintf("record %s: %s: %v", e.MessageID, e.Field, e.Err)
+}
+
+func (e *RecordError) Unwrap() error { return e.Err }
+
+// ProduceError is why the producer could not get one message acknowledged.
+type ProduceError struct {
+	Reason string // a Reason constant, or a code derived from the Kafka error
+	Err    error
+}
+
+func (e *ProduceError) Error() string { return e.Err.Error() }
+
+func (e *ProduceError) Unwrap() error { return e.Err }
+
+// ReasonOf returns the reason code carried by err, or "error".
+func ReasonOf(err error) string {
+	var re *RecordError
+	if errors.As(err, &re) {
+		return re.Reason
+	}
+	var pe *ProduceError
+	if errors.As(err, &pe) {
+		return pe.Reason
+	}
+	return "error"
+}
+
+// quote shortens a value taken from input before it goes into an error, so
+// an error names the value without echoing a whole payload.
+func quote(s string) string {
+	const max = 64
+	if len(s) > max {
+		return fmt.Sprintf("%q…(%d bytes)", s[:max], len(s))
+	}
+	return fmt.Sprintf("%q", s)
+}

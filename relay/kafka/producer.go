@@ -1,0 +1,139 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/sqs-msk-relay/relay/relay"
+)
+
+// drainTimeout bounds the wait for delivery reports after a purge: purged
+// messages are reported within milliseconds; the rest of the deadline
+// margin is for logging and answering.
+const drainTimeout = 100 * time.Millisecond
+
+// Producer is a relay.Producer on librdkafka. It keeps one librdkafka
+// producer for the life of the sandbox and replaces it, before the next
+// batch, after a fatal error.
+type Producer struct {
+	conf  kafka.ConfigMap
+	grace time.Duration
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	cur    *session
+	closed bool
+}
+
+var _ relay.Producer = (*Producer)(nil)
+
+// New creates the producer. It does not wait for a broker: librdkafka
+// connects in the background, so the Lambda init phase is not spent on
+// the network. An error means librdkafka rejected the configuration.
+func New(c relay.Config, log *slog.Logger) (*Producer, error) {
+	p := &Producer{conf: ConfigMap(c), grace: c.BrokersDownGrace, log: log}
+	s, err := p.newSession()
+	if err != nil {
+		return nil, err
+	}
+	p.cur = s
+	return p, nil
+}
+
+// Produce implements relay.Producer.
+func (p *Producer) Produce(ctx context.Context, msgs []relay.Message, errs []error) error {
+	s, err := p.acquire()
+	if err != nil {
+		for i := range errs {
+			errs[i] = &relay.ProduceError{Reason: relay.ReasonFatal, Err: err}
+		}
+		return err
+	}
+	defer p.release(s)
+	return s.produce(ctx, msgs, errs)
+}
+
+// Close purges what is still queued and closes the librdkafka producer.
+// It does not flush: a batch still running fails its unacknowledged records.
+func (p *Producer) Close() {
+	p.mu.Lock()
+	s := p.cur
+	p.cur, p.closed = nil, true
+	p.mu.Unlock()
+	if s != nil {
+		p.retire(s)
+	}
+}
+
+// acquire returns the current session, first replacing one that suffered
+// a fatal error.
+func (p *Producer) acquire() (*session, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, errors.New("producer is closed")
+	}
+	if p.cur != nil {
+		if ferr := p.cur.fatalErr(); ferr != nil {
+			p.log.Warn("replacing the Kafka producer after a fatal error", "error", ferr.Error())
+			old := p.cur
+			p.cur = nil
+			old.retired = true
+			if old.refs == 0 {
+				go old.close()
+			}
+		}
+	}
+	if p.cur == nil {
+		s, err := p.newSession()
+		if err != nil {
+			return nil, err
+		}
+		p.cur = s
+	}
+	p.cur.refs++
+	return p.cur, nil
+}
+
+func (p *Producer) release(s *session) {
+	p.mu.Lock()
+	s.refs--
+	closeNow := s.retired && s.refs == 0
+	p.mu.Unlock()
+	if closeNow {
+		s.close()
+	}
+}
+
+func (p *Producer) retire(s *session) {
+	p.mu.Lock()
+	s.retired = true
+	closeNow := s.refs == 0
+	p.mu.Unlock()
+	if closeNow {
+		s.close()
+	}
+}
+
+func (p *Producer) newSession() (*session, error) {
+	kp, err := kafka.NewProducer(&p.conf)
+	if err != nil {
+		return nil, fmt.Errorf("create Kafka producer: %w", err)
+	}
+	s := &session{
+		kp:      kp,
+		grace:   p.grace,
+		log:     p.log,
+		batches: map[*batch]struct{}{},
+		done:    make(chan struct{}),
+	}
+	go s.serveEvents()
+	go s.serveLogs()
+	return s, nil
+}

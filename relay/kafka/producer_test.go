@@ -1,0 +1,103 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/sqs-msk-relay/relay/integration/broker"
+	"github.com/sqs-msk-relay/relay/relay"
+)
+
+func testConfig(brokers string) relay.Config {
+	return relay.Config{
+		Brokers:          []string{brokers},
+		Topic:            "events",
+		MaxMessageBytes:  relay.DefaultMaxMessageBytes,
+		DeadlineMargin:   relay.DefaultDeadlineMargin,
+		BrokersDownGrace: relay.DefaultBrokersDownGrace,
+		ClientID:         "test",
+	}
+}
+
+func produceN(t *testing.T, p *Producer, n int) []error {
+	t.Helper()
+	msgs := make([]relay.Message, n)
+	errs := make([]error, n)
+	for i := range msgs {
+		msgs[i] = relay.Message{Topic: "events", Value: []byte(fmt.Sprint(i))}
+		errs[i] = fmt.Errorf("not produced")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if cause := p.Produce(ctx, msgs, errs); cause != nil {
+		t.Fatalf("batch-level cause: %v", cause)
+	}
+	return errs
+}
+
+func TestFatalErrorReplacesProducer(t *testing.T) {
+	c, err := broker.Start(1, []string{"events"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	p, err := New(testConfig(c.Addrs()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+
+	for _, err := range produceN(t, p, 10) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := p.cur
+	old.kp.TestFatalError(kafka.ErrOutOfOrderSequenceNumber, "injected by the test")
+	deadline := time.Now().Add(10 * time.Second)
+	for old.fatalErr() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("fatal error never reached the session")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	for _, err := range produceN(t, p, 10) {
+		if err != nil {
+			t.Fatalf("batch after the fatal error: %v", err)
+		}
+	}
+	if p.cur == old {
+		t.Fatal("the producer that raised the fatal error still serves batches")
+	}
+	select {
+	case <-old.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the old producer was not closed")
+	}
+	if n := c.Count("events"); n != 20 {
+		t.Errorf("%d records, want 20", n)
+	}
+}
+
+func TestReasonFor(t *testing.T) {
+	for _, tc := range []struct {
+		code kafka.ErrorCode
+		want string
+	}{
+		{kafka.ErrMsgSizeTooLarge, "message_size_too_large"},
+		{kafka.ErrUnknownTopicOrPart, "unknown_topic_or_partition"},
+		{kafka.ErrPurgeQueue, "purged"},
+		{kafka.ErrMsgTimedOut, "timed_out"},
+	} {
+		if got := reasonFor(kafka.NewError(tc.code, "", false)); got != tc.want {
+			t.Errorf("reasonFor(%v) = %q, want %q", tc.code, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,109 @@
+package relay
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Metadata headers. ':' cannot appear in an SQS attribute name, so these
+// never collide with the header of a message attribute.
+const (
+	HeaderPrefix         = "sqs:"
+	HeaderMessageID      = HeaderPrefix + "message-id"      // SQS messageId: consumers drop duplicates by it
+	HeaderSentTimestamp  = HeaderPrefix + "sent-timestamp"  // SentTimestamp, ms since the epoch
+	HeaderReceiveCount   = HeaderPrefix + "receive-count"   // ApproximateReceiveCount
+	HeaderSourceARN      = HeaderPrefix + "source-arn"      // eventSourceARN of the queue
+	HeaderGroupID        = HeaderPrefix + "group-id"        // FIFO MessageGroupId, when present
+	HeaderSequenceNumber = HeaderPrefix + "sequence-number" // FIFO SequenceNumber, when present
+)
+
+// Mapper turns records into Kafka messages as DESIGN.md's mapping says.
+type Mapper struct {
+	topic     string
+	topicAttr string
+	allowed   map[string]bool
+	keyAttr   string
+	maxBytes  int
+}
+
+// NewMapper returns the mapping configured by c.
+func NewMapper(c Config) *Mapper {
+	m := &Mapper{
+		topic:     c.Topic,
+		topicAttr: c.TopicAttribute,
+		keyAttr:   c.KeyAttribute,
+		maxBytes:  c.MaxMessageBytes,
+		allowed:   make(map[string]bool, len(c.AllowedTopics)),
+	}
+	for _, t := range c.AllowedTopics {
+		m.allowed[t] = true
+	}
+	return m
+}
+
+// Map fills msg from r, reusing msg's header slice. The message's value and
+// attribute headers share r's bytes. An error is a *RecordError naming the
+// field.
+func (m *Mapper) Map(r *Record, msg *Message) error {
+	if len(r.Body) > m.maxBytes {
+		return &RecordError{MessageID: r.MessageID, Field: "body", Reason: ReasonOversized,
+			Err: fmt.Errorf("%d bytes, over RELAY_MAX_MESSAGE_BYTES=%d", len(r.Body), m.maxBytes)}
+	}
+	msg.Value = r.Body
+
+	msg.Topic = m.topic
+	if m.topicAttr != "" {
+		if a, ok := r.Attribute(m.topicAttr); ok {
+			t := string(a.Value)
+			if !m.allowed[t] {
+				return &RecordError{MessageID: r.MessageID, Field: "messageAttributes." + m.topicAttr, Reason: ReasonTopicNotAllowed,
+					Err: fmt.Errorf("names topic %s, which is not on RELAY_ALLOWED_TOPICS", quote(t))}
+			}
+			msg.Topic = t
+		}
+	}
+
+	msg.Key = nil
+	if a, ok := m.keyAttribute(r); ok {
+		msg.Key = a.Value
+	} else if r.MessageGroupID != "" {
+		msg.Key = []byte(r.MessageGroupID)
+	}
+
+	msg.Timestamp = time.Time{}
+	if r.SentTimestamp != "" {
+		ms, err := strconv.ParseInt(r.SentTimestamp, 10, 64)
+		if err != nil || ms < 0 {
+			return &RecordError{MessageID: r.MessageID, Field: "attributes.SentTimestamp", Reason: ReasonInvalidRecord,
+				Err: fmt.Errorf("%s is not milliseconds since the epoch", quote(r.SentTimestamp))}
+		}
+		msg.Timestamp = time.UnixMilli(ms)
+	}
+
+	h := msg.Headers[:0]
+	for _, a := range r.Attributes {
+		h = append(h, Header{Key: a.Name, Value: a.Value})
+	}
+	h = append(h,
+		Header{Key: HeaderMessageID, Value: []byte(r.MessageID)},
+		Header{Key: HeaderSentTimestamp, Value: []byte(r.SentTimestamp)},
+		Header{Key: HeaderReceiveCount, Value: []byte(r.ReceiveCount)},
+		Header{Key: HeaderSourceARN, Value: []byte(r.EventSourceARN)},
+	)
+	if r.MessageGroupID != "" {
+		h = append(h, Header{Key: HeaderGroupID, Value: []byte(r.MessageGroupID)})
+	}
+	if r.SequenceNumber != "" {
+		h = append(h, Header{Key: HeaderSequenceNumber, Value: []byte(r.SequenceNumber)})
+	}
+	msg.Headers = h
+	return nil
+}
+
+func (m *Mapper) keyAttribute(r *Record) (*Attribute, bool) {
+	if m.keyAttr == "" {
+		return nil, false
+	}
+	return r.Attribute(m.keyAttr)
+}

@@ -1,0 +1,104 @@
+package relay
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMap(t *testing.T) {
+	m := NewMapper(Config{Topic: "events", TopicAttribute: "route", AllowedTopics: []string{"audit"}, KeyAttribute: "customer", MaxMessageBytes: 10})
+	rec := func(mod func(*Record)) *Record {
+		r := &Record{MessageID: "m1", Body: []byte("body"), SentTimestamp: "1700000000123", ReceiveCount: "2", EventSourceARN: "arn:q"}
+		if mod != nil {
+			mod(r)
+		}
+		return r
+	}
+	for _, tc := range []struct {
+		name      string
+		rec       *Record
+		topic     string
+		key       string // "<nil>" for none
+		wantErr   string
+		wantField string
+	}{
+		{name: "defaults", rec: rec(nil), topic: "events", key: "<nil>"},
+		{name: "key attribute", rec: rec(func(r *Record) {
+			r.Attributes = []Attribute{{Name: "customer", DataType: "String", Value: []byte("c1")}}
+		}), topic: "events", key: "c1"},
+		{name: "group as key", rec: rec(func(r *Record) { r.MessageGroupID = "g" }), topic: "events", key: "g"},
+		{name: "key attribute over group", rec: rec(func(r *Record) {
+			r.MessageGroupID = "g"
+			r.Attributes = []Attribute{{Name: "customer", DataType: "Binary", Value: []byte{1}}}
+		}), topic: "events", key: "\x01"},
+		{name: "routed", rec: rec(func(r *Record) {
+			r.Attributes = []Attribute{{Name: "route", DataType: "String", Value: []byte("audit")}}
+		}), topic: "audit", key: "<nil>"},
+		{name: "route off list", rec: rec(func(r *Record) {
+			r.Attributes = []Attribute{{Name: "route", DataType: "String", Value: []byte("events2")}}
+		}),
+			wantErr: ReasonTopicNotAllowed, wantField: "messageAttributes.route"},
+		{name: "at the limit", rec: rec(func(r *Record) { r.Body = []byte("0123456789") }), topic: "events", key: "<nil>"},
+		{name: "oversized", rec: rec(func(r *Record) { r.Body = []byte("0123456789x") }), wantErr: ReasonOversized, wantField: "body"},
+		{name: "bad timestamp", rec: rec(func(r *Record) { r.SentTimestamp = "yesterday" }), wantErr: ReasonInvalidRecord, wantField: "attributes.SentTimestamp"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var msg Message
+			err := m.Map(tc.rec, &msg)
+			if tc.wantErr != "" {
+				var re *RecordError
+				if !errors.As(err, &re) || re.Reason != tc.wantErr || re.Field != tc.wantField || re.MessageID != "m1" {
+					t.Fatalf("err %v, want %s on field %s", err, tc.wantErr, tc.wantField)
+				}
+				if !strings.HasPrefix(err.Error(), "record m1: "+tc.wantField+": ") {
+					t.Errorf("error %q does not name the record and field", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			key := "<nil>"
+			if msg.Key != nil {
+				key = string(msg.Key)
+			}
+			if msg.Topic != tc.topic || key != tc.key {
+				t.Errorf("topic %q key %q, want %q %q", msg.Topic, key, tc.topic, tc.key)
+			}
+			if !msg.Timestamp.Equal(time.UnixMilli(1700000000123)) {
+				t.Errorf("timestamp %v", msg.Timestamp)
+			}
+			h := map[string]string{}
+			for _, x := range msg.Headers {
+				h[x.Key] = string(x.Value)
+			}
+			if h[HeaderMessageID] != "m1" || h[HeaderReceiveCount] != "2" || h[HeaderSourceARN] != "arn:q" || h[HeaderSentTimestamp] != "1700000000123" {
+				t.Errorf("metadata headers %v", h)
+			}
+			if _, ok := h[HeaderGroupID]; ok != (tc.rec.MessageGroupID != "") {
+				t.Errorf("group header present %v for group %q", ok, tc.rec.MessageGroupID)
+			}
+		})
+	}
+}
+
+func TestMapReusesHeaders(t *testing.T) {
+	m := NewMapper(Config{Topic: "events", MaxMessageBytes: 100})
+	var msg Message
+	r := &Record{MessageID: "m1", Body: []byte("b"), Attributes: []Attribute{{Name: "a", Value: []byte("1")}}}
+	if err := m.Map(r, &msg); err != nil {
+		t.Fatal(err)
+	}
+	first := &msg.Headers[0]
+	if err := m.Map(&Record{MessageID: "m2", Body: []byte("b")}, &msg); err != nil {
+		t.Fatal(err)
+	}
+	if &msg.Headers[0] != first || len(msg.Headers) != 4 {
+		t.Errorf("headers reallocated or stale: %d headers", len(msg.Headers))
+	}
+	if string(msg.Headers[0].Value) != "m2" {
+		t.Errorf("first header %q after remapping, want the new message id", msg.Headers[0].Value)
+	}
+}

@@ -1,0 +1,548 @@
+package relay_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sqs-msk-relay/relay/integration/broker"
+	"github.com/sqs-msk-relay/relay/relay"
+	"github.com/sqs-msk-relay/relay/relay/kafka"
+)
+
+const (
+	queueARN = "arn:aws:sqs:eu-west-1:123456789012:events"
+	fifoARN  = "arn:aws:sqs:eu-west-1:123456789012:events.fifo"
+)
+
+// syncBuffer collects log output from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type fixture struct {
+	h    *relay.Handler
+	p    *kafka.Producer
+	logs *syncBuffer
+}
+
+// newRelay builds the handler and a real librdkafka producer from env, as
+// the function does, with logs captured.
+func newRelay(t *testing.T, env map[string]string) *fixture {
+	t.Helper()
+	full := map[string]string{"RELAY_AUTH": "none", "RELAY_TOPIC": "events", "RELAY_LOG_LEVEL": "debug"}
+	for k, v := range env {
+		full[k] = v
+	}
+	cfg, err := relay.ConfigFromEnv(func(k string) (string, bool) { v, ok := full[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	p, err := kafka.New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Close()
+		if t.Failed() {
+			t.Logf("relay logs:\n%s", logs.String())
+		}
+	})
+	return &fixture{h: relay.NewHandler(cfg, p, log), p: p, logs: logs}
+}
+
+func startBroker(t *testing.T, partitions int32, topics []string, opts ...kfake.Opt) *broker.Cluster {
+	t.Helper()
+	c, err := broker.Start(partitions, topics, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// invoke runs one invocation with a deadline timeout away and checks the
+// response's shape: valid JSON, every identifier a messageId of the batch.
+func (f *fixture) invoke(t *testing.T, ev events.SQSEvent, timeout time.Duration) (failed map[string]bool, took time.Duration) {
+	t.Helper()
+	payload, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	ctx = lambdacontext.NewContext(ctx, &lambdacontext.LambdaContext{AwsRequestID: "req-" + t.Name()})
+	deadline, _ := ctx.Deadline()
+	start := time.Now()
+	out, err := f.h.Invoke(ctx, payload)
+	took = time.Since(start)
+	if err != nil {
+		t.Fatalf("Invoke: %v", err)
+	}
+	if time.Now().After(deadline) {
+		t.Errorf("answered %v after the deadline", time.Since(deadline))
+	}
+	var resp events.SQSEventResponse
+	if err := json.Unmarshal(out, &resp); err != nil {
+		t.Fatalf("response %s: %v", out, err)
+	}
+	if resp.BatchItemFailures == nil {
+		t.Errorf("response %s: batchItemFailures must be a list, not null", out)
+	}
+	ids := map[string]bool{}
+	for _, r := range ev.Records {
+		ids[r.MessageId] = true
+	}
+	failed = map[string]bool{}
+	for _, f := range resp.BatchItemFailures {
+		if f.ItemIdentifier == "" || !ids[f.ItemIdentifier] {
+			t.Errorf("item identifier %q is not a messageId of the batch", f.ItemIdentifier)
+		}
+		if failed[f.ItemIdentifier] {
+			t.Errorf("item identifier %q listed twice", f.ItemIdentifier)
+		}
+		failed[f.ItemIdentifier] = true
+	}
+	return failed, took
+}
+
+func str(s string) *string { return &s }
+
+// msg is an SQS record as Lambda delivers it.
+func msg(id, body string) events.SQSMessage {
+	return events.SQSMessage{
+		MessageId:      id,
+		Body:           body,
+		EventSourceARN: queueARN,
+		Attributes: map[string]string{
+			"SentTimestamp":           "1700000000123",
+			"ApproximateReceiveCount": "1",
+		},
+	}
+}
+
+func fifoMsg(id, group, body string) events.SQSMessage {
+	m := msg(id, body)
+	m.EventSourceARN = fifoARN
+	m.Attributes["MessageGroupId"] = group
+	m.Attributes["SequenceNumber"] = "1000" + id
+	return m
+}
+
+func batch(n int, body func(i int) string) events.SQSEvent {
+	var ev events.SQSEvent
+	for i := range n {
+		ev.Records = append(ev.Records, msg(fmt.Sprintf("m-%05d", i), body(i)))
+	}
+	return ev
+}
+
+func header(r *kgo.Record, key string) (string, bool) {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value), true
+		}
+	}
+	return "", false
+}
+
+func byMessageID(t *testing.T, recs []*kgo.Record) map[string]*kgo.Record {
+	t.Helper()
+	m := map[string]*kgo.Record{}
+	for _, r := range recs {
+		id, ok := header(r, relay.HeaderMessageID)
+		if !ok {
+			t.Fatalf("record at %s/%d@%d has no %s header", r.Topic, r.Partition, r.Offset, relay.HeaderMessageID)
+		}
+		m[id] = r
+	}
+	return m
+}
+
+func TestRecordsLandMapped(t *testing.T) {
+	c := startBroker(t, 3, []string{"events"})
+	f := newRelay(t, map[string]string{"RELAY_BROKERS": c.Addrs(), "RELAY_KEY_ATTRIBUTE": "customer"})
+
+	ev := batch(50, func(i int) string { return fmt.Sprintf(`{"n":%d}`, i) })
+	ev.Records[0].MessageAttributes = map[string]events.SQSMessageAttribute{
+		"customer": {DataType: "String", StringValue: str("c-42")},
+		"amount":   {DataType: "Number.cents", StringValue: str("1999")},
+		"blob":     {DataType: "Binary", BinaryValue: []byte{0, 1, 2, 255}},
+	}
+	failed, _ := f.invoke(t, ev, 10*time.Second)
+	if len(failed) != 0 {
+		t.Fatalf("failed %v, want none", failed)
+	}
+	recs, err := c.Records("events", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 50 {
+		t.Fatalf("%d records in Kafka, want 50", len(recs))
+	}
+	got := byMessageID(t, recs)
+	first := got["m-00000"]
+	if string(first.Value) != `{"n":0}` || string(first.Key) != "c-42" {
+		t.Errorf("value %q key %q, want {\"n\":0} and c-42", first.Value, first.Key)
+	}
+	if !first.Timestamp.Equal(time.UnixMilli(1700000000123)) {
+		t.Errorf("timestamp %v, want SentTimestamp", first.Timestamp)
+	}
+	wantHeaders := map[string]string{
+		"customer":                "c-42",
+		"amount":                  "1999",
+		"blob":                    "\x00\x01\x02\xff",
+		relay.HeaderSentTimestamp: "1700000000123",
+		relay.HeaderReceiveCount:  "1",
+		relay.HeaderSourceARN:     queueARN,
+		relay.HeaderMessageID:     "m-00000",
+	}
+	for k, want := range wantHeaders {
+		if v, ok := header(first, k); !ok || v != want {
+			t.Errorf("header %s = %q (present %v), want %q", k, v, ok, want)
+		}
+	}
+	if second := got["m-00001"]; second.Key != nil {
+		t.Errorf("record without key attribute or group has key %q", second.Key)
+	}
+	// Batch order holds within each partition.
+	last := map[int32]int{}
+	for _, r := range recs {
+		id, _ := header(r, relay.HeaderMessageID)
+		n, _ := strconv.Atoi(strings.TrimPrefix(id, "m-"))
+		if prev, ok := last[r.Partition]; ok && n < prev {
+			t.Errorf("partition %d: %s after m-%05d", r.Partition, id, prev)
+		}
+		last[r.Partition] = n
+	}
+	if !strings.Contains(f.logs.String(), `"msg":"batch relayed"`) || !strings.Contains(f.logs.String(), `"requestId":"req-TestRecordsLandMapped"`) {
+		t.Errorf("no summary line with the request id in logs")
+	}
+}
+
+func TestSampleEvent(t *testing.T) {
+	c := startBroker(t, 1, []string{"events"})
+	f := newRelay(t, map[string]string{"RELAY_BROKERS": c.Addrs()})
+	payload, err := os.ReadFile("testdata/aws-lambda-go-sqs-event.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev events.SQSEvent
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if failed, _ := f.invoke(t, ev, 10*time.Second); len(failed) != 0 {
+		t.Fatalf("failed %v", failed)
+	}
+	recs, err := c.Records("events", 10*time.Second)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("%d records, %v; want 1", len(recs), err)
+	}
+	r := recs[0]
+	for k, want := range map[string]string{"Attribute1": "AttributeValue1", "Attribute2": "123", "Attribute3": "1100", relay.HeaderMessageID: "MessageID_1", relay.HeaderReceiveCount: "2"} {
+		if v, _ := header(r, k); v != want {
+			t.Errorf("header %s = %q, want %q", k, v, want)
+		}
+	}
+	if string(r.Value) != "Message Body" {
+		t.Errorf("value %q", r.Value)
+	}
+}
+
+func TestPartialFailures(t *testing.T) {
+	c := startBroker(t, 3, []string{"events", "audit"})
+	f := newRelay(t, map[string]string{
+		"RELAY_BROKERS":           c.Addrs(),
+		"RELAY_MAX_MESSAGE_BYTES": "100",
+		"RELAY_TOPIC_ATTRIBUTE":   "route",
+		"RELAY_ALLOWED_TOPICS":    "audit",
+	})
+	ev := batch(20, func(i int) string { return "ok" })
+	ev.Records[3].Body = strings.Repeat("x", 101)
+	ev.Records[7].MessageAttributes = map[string]events.SQSMessageAttribute{"route": {DataType: "String", StringValue: str("secret-topic")}}
+	ev.Records[9].MessageAttributes = map[string]events.SQSMessageAttribute{"route": {DataType: "String", StringValue: str("audit")}}
+	ev.Records[11].MessageAttributes = map[string]events.SQSMessageAttribute{"bad": {DataType: "Binary"}}
+
+	failed, _ := f.invoke(t, ev, 10*time.Second)
+	want := map[string]bool{"m-00003": true, "m-00007": true, "m-00011": true}
+	if fmt.Sprint(failed) != fmt.Sprint(want) {
+		t.Fatalf("failed %v, want %v", failed, want)
+	}
+	if n := c.Count("events"); n != 16 {
+		t.Errorf("%d records in events, want 16", n)
+	}
+	if n := c.Count("audit"); n != 1 {
+		t.Errorf("%d records in audit, want 1", n)
+	}
+	logs := f.logs.String()
+	for _, want := range []string{
+		`record m-00003: body: 101 bytes, over RELAY_MAX_MESSAGE_BYTES=100`,
+		`record m-00007: messageAttributes.route: names topic \"secret-topic\", which is not on RELAY_ALLOWED_TOPICS`,
+		`record m-00011: messageAttributes.bad.binaryValue: missing`,
+		`"failedByReason":{"invalid_record":1,"oversized":1,"topic_not_allowed":1}`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %s", want)
+		}
+	}
+}
+
+func TestBrokerUnreachableFailsBatchBeforeDeadline(t *testing.T) {
+	addr, err := broker.ClosedAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newRelay(t, map[string]string{"RELAY_BROKERS": addr, "RELAY_BROKERS_DOWN_GRACE": "500ms"})
+	ev := batch(100, func(i int) string { return "x" })
+	failed, took := f.invoke(t, ev, 20*time.Second)
+	if len(failed) != 100 {
+		t.Fatalf("%d failed, want all 100", len(failed))
+	}
+	// Recognised as a batch-level cause, not discovered at the deadline.
+	if took > 10*time.Second {
+		t.Errorf("took %v: the batch waited for the deadline instead of failing on the unreachable broker", took)
+	}
+	if !strings.Contains(f.logs.String(), `"msg":"batch failed: no broker reachable`) {
+		t.Errorf("no batch-level log line naming the cause")
+	}
+}
+
+func TestSilentBrokerAnswersBeforeDeadline(t *testing.T) {
+	s, err := broker.StartSilent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	f := newRelay(t, map[string]string{"RELAY_BROKERS": s.Addr(), "RELAY_DEADLINE_MARGIN": "500ms"})
+	ev := batch(100, func(i int) string { return "x" })
+	failed, _ := f.invoke(t, ev, 3*time.Second)
+	if len(failed) != 100 {
+		t.Fatalf("%d failed, want all 100", len(failed))
+	}
+	if !strings.Contains(f.logs.String(), `"reason":"deadline"`) {
+		t.Errorf("records not failed for the deadline")
+	}
+}
+
+func TestIdempotentRetriesWriteOnce(t *testing.T) {
+	c := startBroker(t, 3, []string{"events"})
+	// Answer produce with REQUEST_TIMED_OUT after appending: the producer
+	// retries what the broker already has, and idempotence drops the copies.
+	h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.RequestTimedOut, Count: 3})
+	f := newRelay(t, map[string]string{"RELAY_BROKERS": c.Addrs()})
+	ev := batch(300, func(i int) string { return strconv.Itoa(i) })
+	failed, _ := f.invoke(t, ev, 20*time.Second)
+	if len(failed) != 0 {
+		t.Fatalf("failed %v", failed)
+	}
+	if hits := h.Hits(); hits != 3 {
+		t.Fatalf("fault hit %d times, want 3", hits)
+	}
+	if n := c.Count("events"); n != 300 {
+		t.Fatalf("%d records in Kafka, want exactly 300", n)
+	}
+}
+
+func TestFIFOGroupBlockedBeforeProducing(t *testing.T) {
+	c := startBroker(t, 3, []string{"events"})
+	f := newRelay(t, map[string]string{"RELAY_BROKERS": c.Addrs(), "RELAY_MAX_MESSAGE_BYTES": "10"})
+	ev := events.SQSEvent{Records: []events.SQSMessage{
+		fifoMsg("a1", "A", "ok"),
+		fifoMsg("b1", "B", "ok"),
+		fifoMsg("a2", "A", "much too long"),
+		fifoMsg("a3", "A", "ok"),
+		fifoMsg("b2", "B", "ok"),
+	}}
+	failed, _ := f.invoke(t, ev, 10*time.Second)
+	if want := map[string]bool{"a2": true, "a3": true}; fmt.Sprint(failed) != fmt.Sprint(want) {
+		t.Fatalf("failed %v, want %v", failed, want)
+	}
+	recs, err := c.Records("events", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := byMessageID(t, recs)
+	if len(got) != 3 || got["a1"] == nil || got["b1"] == nil || got["b2"] == nil {
+		t.Fatalf("in Kafka: %v, want a1 b1 b2 (a3 must not be produced)", keys(got))
+	}
+	if string(got["a1"].Key) != "A" {
+		t.Errorf("FIFO record key %q, want its MessageGroupId", got["a1"].Key)
+	}
+	if v, _ := header(got["b2"], relay.HeaderGroupID); v != "B" {
+		t.Errorf("group header %q", v)
+	}
+	if !strings.Contains(f.logs.String(), `"messageId":"a3","reason":"group_blocked"`) {
+		t.Errorf("a3 not reported as blocked by its group")
+	}
+}
+
+func TestFIFOGroupBlockedAfterDeliveryFailure(t *testing.T) {
+	c := startBroker(t, 3, []string{"events"})
+	f := newRelay(t, map[string]string{
+		"RELAY_BROKERS":         c.Addrs(),
+		"RELAY_TOPIC_ATTRIBUTE": "route",
+		"RELAY_ALLOWED_TOPICS":  "ghost", // allowed, but does not exist
+	})
+	ghost := fifoMsg("a2", "A", "to a missing topic")
+	ghost.MessageAttributes = map[string]events.SQSMessageAttribute{"route": {DataType: "String", StringValue: str("ghost")}}
+	ev := events.SQSEvent{Records: []events.SQSMessage{
+		fifoMsg("a1", "A", "ok"), ghost, fifoMsg("a3", "A", "ok"), fifoMsg("b1", "B", "ok"),
+	}}
+	failed, _ := f.invoke(t, ev, 15*time.Second)
+	if want := map[string]bool{"a2": true, "a3": true}; fmt.Sprint(failed) != fmt.Sprint(want) {
+		t.Fatalf("failed %v, want %v", failed, want)
+	}
+	if !strings.Contains(f.logs.String(), `"messageId":"a3","reason":"group_blocked"`) {
+		t.Errorf("a3 not reported as blocked by its group")
+	}
+}
+
+func TestStandardQueueDoesNotBlockByGroup(t *testing.T) {
+	c := startBroker(t, 1, []string{"events"})
+	f := newRelay(t, map[string]string{"RELAY_BROKERS": c.Addrs(), "RELAY_MAX_MESSAGE_BYTES": "10"})
+	ev := batch(3, func(i int) string { return "ok" })
+	ev.Records[0].Body = "much too long"
+	failed, _ := f.invoke(t, ev, 10*time.Second)
+	if len(failed) != 1 || !failed["m-00000"] {
+		t.Fatalf("failed %v, want only m-00000", failed)
+	}
+}
+
+func TestUnknownTopicFailsBatchWithOneCause(t *testing.T) {
+	c := startBroker(t, 1, []string{"events"})
+	f := newRelay(t, map[string]string{"RELAY_BROKERS": c.Addrs(), "RELAY_TOPIC": "missing"})
+	failed, took := f.invoke(t, batch(20, func(int) string { return "x" }), 30*time.Second)
+	if len(failed) != 20 {
+		t.Fatalf("%d failed, want 20", len(failed))
+	}
+	if took > 15*time.Second {
+		t.Errorf("took %v: an unknown topic should fail within the metadata propagation wait", took)
+	}
+	logs := f.logs.String()
+	if n := strings.Count(logs, `"msg":"batch failed: every record failed`); n != 1 {
+		t.Errorf("%d batch-level lines, want 1; logs:\n%s", n, logs)
+	}
+	if !strings.Contains(logs, "unknown_topic") {
+		t.Errorf("cause does not name the unknown topic")
+	}
+}
+
+func TestConcurrentBatchesTrackTheirOwnReports(t *testing.T) {
+	c := startBroker(t, 3, []string{"events"})
+	f := newRelay(t, map[string]string{"RELAY_BROKERS": c.Addrs(), "RELAY_MAX_MESSAGE_BYTES": "10"})
+	var wg sync.WaitGroup
+	results := make([]map[string]bool, 4)
+	for g := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var ev events.SQSEvent
+			for i := range 200 {
+				body := "ok"
+				if i%50 == g { // a different record fails in each batch
+					body = "much too long"
+				}
+				ev.Records = append(ev.Records, msg(fmt.Sprintf("g%d-%03d", g, i), body))
+			}
+			results[g], _ = f.invoke(t, ev, 20*time.Second)
+		}()
+	}
+	wg.Wait()
+	for g, failed := range results {
+		want := map[string]bool{}
+		for i := g; i < 200; i += 50 {
+			want[fmt.Sprintf("g%d-%03d", g, i)] = true
+		}
+		if fmt.Sprint(failed) != fmt.Sprint(want) {
+			t.Errorf("batch %d failed %v, want %v", g, failed, want)
+		}
+	}
+	if n := c.Count("events"); n != 4*196 {
+		t.Errorf("%d records in Kafka, want %d", n, 4*196)
+	}
+}
+
+func TestMalformedEvent(t *testing.T) {
+	c := startBroker(t, 1, []string{"events"})
+	f := newRelay(t, map[string]string{"RELAY_BROKERS": c.Addrs()})
+	ctx := context.Background()
+	for _, payload := range []string{`not json`, `{"relay":"doctor"}`, `{"Records":[{"body":"no id"}]}`} {
+		if _, err := f.h.Invoke(ctx, []byte(payload)); err == nil {
+			t.Errorf("Invoke(%s) succeeded; a batch that cannot be reported record by record must fail whole", payload)
+		}
+	}
+	// A record with an id but a malformed field fails alone.
+	out, err := f.h.Invoke(ctx, []byte(`{"Records":[
+		{"messageId":"good","body":"x","eventSourceARN":"`+queueARN+`"},
+		{"messageId":"bad","body":17,"eventSourceARN":"`+queueARN+`"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out) != `{"batchItemFailures":[{"itemIdentifier":"bad"}]}` {
+		t.Errorf("response %s", out)
+	}
+	if c.Count("events") != 1 {
+		t.Errorf("%d records in Kafka, want 1", c.Count("events"))
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+func TestKeysLandWhereJavaClientsPutThem(t *testing.T) {
+	c := startBroker(t, 7, []string{"events"})
+	f := newRelay(t, map[string]string{"RELAY_BROKERS": c.Addrs(), "RELAY_KEY_ATTRIBUTE": "k"})
+	ev := batch(100, func(int) string { return "x" })
+	for i := range ev.Records {
+		ev.Records[i].MessageAttributes = map[string]events.SQSMessageAttribute{"k": {DataType: "String", StringValue: str(fmt.Sprintf("key-%d", i))}}
+	}
+	if failed, _ := f.invoke(t, ev, 10*time.Second); len(failed) != 0 {
+		t.Fatalf("failed %v", failed)
+	}
+	recs, err := c.Records("events", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// franz-go's default key partitioner is Java's murmur2.
+	java := kgo.StickyKeyPartitioner(nil).ForTopic("events")
+	for _, r := range recs {
+		if want := int32(java.Partition(&kgo.Record{Key: r.Key}, 7)); r.Partition != want {
+			t.Errorf("key %s in partition %d, Java's murmur2 puts it in %d", r.Key, r.Partition, want)
+		}
+	}
+}
