@@ -1,0 +1,174 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/sqs-msk-relay/relay/integration/broker"
+	"github.com/sqs-msk-relay/relay/relay"
+	"github.com/sqs-msk-relay/relay/relay/kafka"
+)
+
+const (
+	benchRecords = 10000
+	benchBody    = 1024
+)
+
+// benchEvent is an SQS event of n records with 1 KiB bodies and two
+// attributes, as Lambda would deliver it.
+func benchEvent(n int) events.SQSEvent {
+	body := strings.Repeat("x", benchBody)
+	var ev events.SQSEvent
+	for i := range n {
+		ev.Records = append(ev.Records, events.SQSMessage{
+			MessageId:      fmt.Sprintf("%08d-0000-4000-8000-000000000000", i),
+			Body:           body,
+			EventSourceARN: "arn:aws:sqs:eu-west-1:123456789012:events",
+			Attributes:     map[string]string{"SentTimestamp": "1700000000000", "ApproximateReceiveCount": "1"},
+			MessageAttributes: map[string]events.SQSMessageAttribute{
+				"type":   {DataType: "String", StringValue: ptr("order.paid")},
+				"tenant": {DataType: "String", StringValue: ptr(fmt.Sprintf("t-%d", i%16))},
+			},
+		})
+	}
+	return ev
+}
+
+func ptr(s string) *string { return &s }
+
+func benchBroker(b *testing.B) *broker.Cluster {
+	b.Helper()
+	// Blackholed: offsets and idempotent sequences as usual, bytes dropped,
+	// so the broker's memory does not grow with b.N.
+	c, err := broker.Start(3, []string{"events"}, kfake.BlackholeProduce())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	return c
+}
+
+func benchConfig(b *testing.B, brokers string) relay.Config {
+	b.Helper()
+	env := map[string]string{"RELAY_BROKERS": brokers, "RELAY_TOPIC": "events", "RELAY_AUTH": "none"}
+	cfg, err := relay.ConfigFromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cfg
+}
+
+// BenchmarkRelay is a 10,000 × 1 KiB batch through the handler: decoding,
+// mapping, producing, waiting for every delivery report, the response.
+func BenchmarkRelay(b *testing.B) {
+	c := benchBroker(b)
+	cfg := benchConfig(b, c.Addrs())
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	p, err := kafka.New(cfg, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(p.Close)
+	h := relay.NewHandler(cfg, p, log)
+	payload, err := json.Marshal(benchEvent(benchRecords))
+	if err != nil {
+		b.Fatal(err)
+	}
+	invoke := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		out, err := h.Invoke(ctx, payload)
+		if err != nil || string(out) != `{"batchItemFailures":[]}` {
+			b.Fatalf("invoke: %s %v", out, err)
+		}
+	}
+	invoke() // connect, metadata, producer id: not part of the steady state
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		invoke()
+	}
+	b.ReportMetric(float64(b.N*benchRecords)/time.Since(start).Seconds(), "records/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkRawProduce is the baseline: confluent-kafka-go producing the
+// same messages (value and headers as the relay maps them) with the same
+// settings, asynchronously, waiting on delivery reports.
+func BenchmarkRawProduce(b *testing.B) {
+	c := benchBroker(b)
+	cfg := benchConfig(b, c.Addrs())
+	conf := kafka.ConfigMap(cfg)
+	conf["go.logs.channel.enable"] = false
+	kp, err := ckafka.NewProducer(&conf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(kp.Close)
+	go func() {
+		for range kp.Events() {
+		}
+	}()
+	msgs := mappedMessages(b, benchEvent(benchRecords))
+	topic := "events"
+	dr := make(chan ckafka.Event, benchRecords)
+	produce := func() {
+		for i := range msgs {
+			m := &msgs[i]
+			hs := make([]ckafka.Header, len(m.Headers))
+			for j, h := range m.Headers {
+				hs[j] = ckafka.Header{Key: h.Key, Value: h.Value}
+			}
+			err := kp.Produce(&ckafka.Message{
+				TopicPartition: ckafka.TopicPartition{Topic: &topic, Partition: ckafka.PartitionAny},
+				Value:          m.Value, Headers: hs, Timestamp: m.Timestamp,
+			}, dr)
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		for range msgs {
+			if ev := <-dr; ev.(*ckafka.Message).TopicPartition.Error != nil {
+				b.Fatal(ev)
+			}
+		}
+	}
+	produce()
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		produce()
+	}
+	b.ReportMetric(float64(b.N*benchRecords)/time.Since(start).Seconds(), "records/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+func mappedMessages(b *testing.B, ev events.SQSEvent) []relay.Message {
+	b.Helper()
+	payload, _ := json.Marshal(ev)
+	recs, errs, err := relay.DecodeEvent(payload)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := relay.NewMapper(relay.Config{Topic: "events", MaxMessageBytes: relay.DefaultMaxMessageBytes})
+	msgs := make([]relay.Message, len(recs))
+	for i := range recs {
+		if errs[i] != nil {
+			b.Fatal(errs[i])
+		}
+		if err := m.Map(&recs[i], &msgs[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return msgs
+}
