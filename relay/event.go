@@ -2,169 +2,292 @@ package relay
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
-	"strings"
+	"unsafe"
 )
 
 // ErrNotSQSEvent is returned for a payload that is not an SQS event.
 var ErrNotSQSEvent = errors.New("payload is not an SQS event")
 
-// DecodeEvent reads an SQS event as Lambda delivers it.
+// DecodeEvent reads an SQS event as Lambda delivers it, in one pass over
+// payload.
 //
 // It fails as a whole (err != nil) only when no record can be reported on
-// its own: the payload is not JSON, has no Records array, or a record has no
-// messageId. A record that has a messageId but is otherwise malformed comes
-// back with its messageId and a *RecordError in errs at the same index.
+// its own: the payload is not valid JSON, has no Records array, or a record
+// has no messageId. A record that has a messageId but is otherwise
+// malformed comes back with its messageId and a *RecordError in errs at
+// the same index.
+//
+// The records' strings and bytes share payload's memory where no
+// unescaping was needed: payload must not change while they are in use.
 func DecodeEvent(payload []byte) (recs []Record, errs []error, err error) {
-	var ev struct {
-		Records []json.RawMessage `json:"Records"`
-	}
-	if err := json.Unmarshal(payload, &ev); err != nil {
+	d := &eventDecoder{s: scanner{buf: payload}}
+	if err := d.event(); err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrNotSQSEvent, err)
 	}
-	if ev.Records == nil {
-		return nil, nil, fmt.Errorf("%w: no Records array", ErrNotSQSEvent)
+	return d.recs, d.errs, nil
+}
+
+type eventDecoder struct {
+	s     scanner
+	recs  []Record
+	errs  []error
+	attrs []Attribute // every record's attributes, carved into per-record slices
+}
+
+func (d *eventDecoder) event() error {
+	s := &d.s
+	if s.peek() != '{' {
+		return s.syntax("expected an object")
 	}
-	recs = make([]Record, len(ev.Records))
-	errs = make([]error, len(ev.Records))
-	for i, raw := range ev.Records {
-		id, rerr := decodeRecord(raw, &recs[i])
-		if id == "" {
-			return nil, nil, fmt.Errorf("%w: record %d has no messageId, so it cannot be reported on its own", ErrNotSQSEvent, i)
+	found := false
+	err := s.object(func(key []byte) error {
+		if string(key) != "Records" {
+			return s.skip()
 		}
-		recs[i].MessageID = id
-		errs[i] = rerr
+		if s.peek() != '[' {
+			return fmt.Errorf("Records is %s, not an array", s.kind())
+		}
+		found = true
+		d.recs, d.errs = d.recs[:0], d.errs[:0]
+		return s.array(d.record)
+	})
+	if err != nil {
+		return err
 	}
-	return recs, errs, nil
+	if s.peek() != 0 {
+		return s.syntax("unexpected data after the event")
+	}
+	if !found {
+		return errors.New("no Records array")
+	}
+	return nil
 }
 
-type wireRecord struct {
-	MessageID         string                   `json:"messageId"`
-	Body              *string                  `json:"body"`
-	Attributes        map[string]string        `json:"attributes"`
-	MessageAttributes map[string]wireAttribute `json:"messageAttributes"`
-	EventSourceARN    string                   `json:"eventSourceARN"`
-}
-
-type wireAttribute struct {
-	StringValue      *string           `json:"stringValue"`
-	BinaryValue      *string           `json:"binaryValue"`
-	StringListValues []json.RawMessage `json:"stringListValues"`
-	BinaryListValues []json.RawMessage `json:"binaryListValues"`
-	DataType         string            `json:"dataType"`
-}
-
-// decodeRecord fills r from one record's JSON and returns its messageId,
-// which is "" only when the record cannot be identified.
-func decodeRecord(raw []byte, r *Record) (string, error) {
-	var w wireRecord
-	if err := json.Unmarshal(raw, &w); err != nil {
-		// Malformed, but maybe still identifiable: fail it alone, and keep
-		// its queue and group so a FIFO group still blocks behind it.
-		id := salvage(raw, r)
-		return id, &RecordError{MessageID: id, Field: "record", Reason: ReasonInvalidRecord, Err: err}
+// record decodes one record. A value of the wrong type fails the record
+// (if it has a messageId); a syntax error fails the event.
+func (d *eventDecoder) record() error {
+	s := &d.s
+	i := len(d.recs)
+	if s.peek() != '{' {
+		return fmt.Errorf("record %d is %s, not an object", i, s.kind())
 	}
-	if w.MessageID == "" {
-		return "", nil
+	d.recs = append(d.recs, Record{})
+	r := &d.recs[i]
+	var fieldErr *RecordError
+	bad := func(field string, err error) {
+		if fieldErr == nil {
+			fieldErr = &RecordError{Field: field, Reason: ReasonInvalidRecord, Err: err}
+		}
 	}
-	r.SentTimestamp = w.Attributes["SentTimestamp"]
-	r.ReceiveCount = w.Attributes["ApproximateReceiveCount"]
-	r.MessageGroupID = w.Attributes["MessageGroupId"]
-	r.SequenceNumber = w.Attributes["SequenceNumber"]
-	r.EventSourceARN = w.EventSourceARN
-	bad := func(field string, err error) (string, error) {
-		return w.MessageID, &RecordError{MessageID: w.MessageID, Field: field, Reason: ReasonInvalidRecord, Err: err}
+	// str reads a string member into dst, or notes a type error.
+	str := func(field string, dst *string) error {
+		if s.peek() != '"' {
+			bad(field, fmt.Errorf("is %s, not a string", s.kind()))
+			return s.skip()
+		}
+		b, err := s.str()
+		*dst = bytesToString(b)
+		return err
 	}
-	if w.Body == nil {
-		return bad("body", errors.New("missing"))
-	}
-	r.Body = []byte(*w.Body)
-	if len(w.MessageAttributes) == 0 {
-		return w.MessageID, nil
-	}
-	names := make([]string, 0, len(w.MessageAttributes))
-	for name := range w.MessageAttributes {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	r.Attributes = make([]Attribute, len(names))
-	for i, name := range names {
-		a := w.MessageAttributes[name]
-		field := "messageAttributes." + name
-		v, err := a.value()
-		if err != nil {
-			var fe *fieldErr
-			if errors.As(err, &fe) {
-				field += "." + fe.field
+	hasBody := false
+	attrStart := len(d.attrs)
+	err := s.object(func(key []byte) error {
+		switch string(key) {
+		case "messageId":
+			return str("messageId", &r.MessageID)
+		case "body":
+			if s.null() {
+				return nil
 			}
-			return bad(field, err)
+			if s.peek() != '"' {
+				bad("body", fmt.Errorf("is %s, not a string", s.kind()))
+				return s.skip()
+			}
+			b, err := s.str()
+			r.Body, hasBody = b, true
+			return err
+		case "eventSourceARN":
+			return str("eventSourceARN", &r.EventSourceARN)
+		case "attributes":
+			if s.null() {
+				return nil
+			}
+			if s.peek() != '{' {
+				bad("attributes", fmt.Errorf("is %s, not an object", s.kind()))
+				return s.skip()
+			}
+			return s.object(func(name []byte) error {
+				switch string(name) {
+				case "SentTimestamp":
+					return str("attributes.SentTimestamp", &r.SentTimestamp)
+				case "ApproximateReceiveCount":
+					return str("attributes.ApproximateReceiveCount", &r.ReceiveCount)
+				case "MessageGroupId":
+					return str("attributes.MessageGroupId", &r.MessageGroupID)
+				case "SequenceNumber":
+					return str("attributes.SequenceNumber", &r.SequenceNumber)
+				}
+				return s.skip()
+			})
+		case "messageAttributes":
+			if s.null() {
+				return nil
+			}
+			if s.peek() != '{' {
+				bad("messageAttributes", fmt.Errorf("is %s, not an object", s.kind()))
+				return s.skip()
+			}
+			return s.object(func(name []byte) error {
+				field, problem, err := d.attribute(name)
+				if problem != nil {
+					bad("messageAttributes."+string(name)+field, problem)
+				}
+				return err
+			})
 		}
-		r.Attributes[i] = Attribute{Name: name, DataType: a.DataType, Value: v}
+		return s.skip()
+	})
+	if err != nil {
+		return err
 	}
-	return w.MessageID, nil
+	if r.MessageID == "" {
+		return fmt.Errorf("record %d has no messageId, so it cannot be reported on its own", i)
+	}
+	if fieldErr == nil && !hasBody {
+		bad("body", errors.New("missing"))
+	}
+	if len(d.attrs) > attrStart {
+		r.Attributes = d.attrs[attrStart:len(d.attrs):len(d.attrs)]
+		sortAttributes(r.Attributes)
+	}
+	var rerr error
+	if fieldErr != nil {
+		fieldErr.MessageID = r.MessageID
+		rerr = fieldErr
+	}
+	d.errs = append(d.errs, rerr)
+	return nil
 }
 
-type fieldErr struct {
-	field string
-	err   error
-}
-
-func (e *fieldErr) Error() string { return e.err.Error() }
-func (e *fieldErr) Unwrap() error { return e.err }
-
-// value is the attribute's scalar value for its data type. SQS reserves
-// the list fields and never fills them; they are ignored beside a scalar
-// value, and an attribute carrying only lists is rejected rather than
-// relayed without its value.
-func (a *wireAttribute) value() ([]byte, error) {
-	if a.StringValue == nil && a.BinaryValue == nil {
-		switch {
-		case len(a.StringListValues) > 0:
-			return nil, &fieldErr{"stringListValues", errors.New("list values are not supported (SQS reserves them) and there is no scalar value")}
-		case len(a.BinaryListValues) > 0:
-			return nil, &fieldErr{"binaryListValues", errors.New("list values are not supported (SQS reserves them) and there is no scalar value")}
+// attribute decodes one message attribute into d.attrs. A bad value comes
+// back as problem, with the field's suffix (".binaryValue") and the value
+// consumed; err is a syntax error.
+func (d *eventDecoder) attribute(name []byte) (field string, problem, err error) {
+	s := &d.s
+	if s.peek() != '{' {
+		problem = fmt.Errorf("is %s, not an object", s.kind())
+		return "", problem, s.skip()
+	}
+	var dataType, stringValue, binaryValue []byte
+	var hasString, hasBinary bool
+	var lists, typeErr string
+	err = s.object(func(key []byte) error {
+		var dst *[]byte
+		var has *bool
+		switch string(key) {
+		case "dataType":
+			dst, has = &dataType, new(bool)
+		case "stringValue":
+			dst, has = &stringValue, &hasString
+		case "binaryValue":
+			dst, has = &binaryValue, &hasBinary
+		case "stringListValues", "binaryListValues":
+			if s.null() {
+				return nil
+			}
+			n := 0
+			err := s.array(func() error { n++; return s.skip() })
+			if n > 0 && lists == "" {
+				lists = "." + string(key)
+			}
+			return err
+		default:
+			return s.skip()
+		}
+		if s.null() {
+			return nil
+		}
+		if s.peek() != '"' {
+			if typeErr == "" {
+				typeErr = "." + string(key)
+			}
+			return s.skip()
+		}
+		b, err := s.str()
+		*dst, *has = b, true
+		return err
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	if typeErr != "" {
+		return typeErr, errors.New("not a string"), nil
+	}
+	base := dataType
+	for i, c := range dataType {
+		if c == '.' {
+			base = dataType[:i]
+			break
 		}
 	}
-	base, _, _ := strings.Cut(a.DataType, ".")
-	switch base {
+	var value []byte
+	switch string(base) {
 	case "String", "Number":
-		if a.StringValue == nil {
-			return nil, &fieldErr{"stringValue", fmt.Errorf("missing for dataType %s", quote(a.DataType))}
+		if !hasString {
+			if lists != "" && !hasBinary {
+				return lists, errors.New("list values are not supported (SQS reserves them) and there is no scalar value"), nil
+			}
+			return ".stringValue", fmt.Errorf("missing for dataType %s", quote(string(dataType))), nil
 		}
-		return []byte(*a.StringValue), nil
+		value = stringValue
 	case "Binary":
-		if a.BinaryValue == nil {
-			return nil, &fieldErr{"binaryValue", fmt.Errorf("missing for dataType %s", quote(a.DataType))}
+		if !hasBinary {
+			if lists != "" && !hasString {
+				return lists, errors.New("list values are not supported (SQS reserves them) and there is no scalar value"), nil
+			}
+			return ".binaryValue", fmt.Errorf("missing for dataType %s", quote(string(dataType))), nil
 		}
-		b, err := base64.StdEncoding.DecodeString(*a.BinaryValue)
+		start := len(s.arena)
+		s.arena, err = base64.StdEncoding.AppendDecode(s.arena, binaryValue)
 		if err != nil {
-			return nil, &fieldErr{"binaryValue", fmt.Errorf("not base64: %w", err)}
+			s.arena = s.arena[:start]
+			return ".binaryValue", fmt.Errorf("not base64: %w", err), nil
 		}
-		if b == nil {
-			b = []byte{} // an empty Binary value stays a present, empty header
-		}
-		return b, nil
+		value = s.arena[start:len(s.arena):len(s.arena)]
 	default:
-		return nil, &fieldErr{"dataType", fmt.Errorf("%s is not String, Number or Binary", quote(a.DataType))}
+		return ".dataType", fmt.Errorf("%s is not String, Number or Binary", quote(string(dataType))), nil
+	}
+	d.attrs = append(d.attrs, Attribute{Name: bytesToString(name), DataType: bytesToString(dataType), Value: value})
+	return "", nil, nil
+}
+
+// sortAttributes orders a record's attributes by name (insertion sort: a
+// record has at most ten).
+func sortAttributes(a []Attribute) {
+	for i := 1; i < len(a); i++ {
+		for j := i; j > 0 && a[j].Name < a[j-1].Name; j-- {
+			a[j], a[j-1] = a[j-1], a[j]
+		}
 	}
 }
 
-// salvage reads what it can of a record that did not decode: each field on
-// its own, so one bad field does not hide the others.
-func salvage(raw []byte, r *Record) string {
-	var top map[string]json.RawMessage
-	if json.Unmarshal(raw, &top) != nil {
+// bytesToString views b as a string without copying. The decoder only
+// hands it bytes that are never written again: the payload, which the
+// caller keeps unchanged, or the append-only arena.
+func bytesToString(b []byte) string {
+	if len(b) == 0 {
 		return ""
 	}
-	var id string
-	_ = json.Unmarshal(top["messageId"], &id)
-	_ = json.Unmarshal(top["eventSourceARN"], &r.EventSourceARN)
-	var attrs map[string]json.RawMessage
-	if json.Unmarshal(top["attributes"], &attrs) == nil {
-		_ = json.Unmarshal(attrs["MessageGroupId"], &r.MessageGroupID)
+	return unsafe.String(&b[0], len(b))
+}
+
+// stringBytes views s as bytes without copying, for header values that
+// librdkafka copies and nothing writes.
+func stringBytes(s string) []byte {
+	if s == "" {
+		return []byte{}
 	}
-	return id
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }

@@ -1,9 +1,13 @@
 package relay
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestDecodeEvent(t *testing.T) {
@@ -40,14 +44,18 @@ func TestDecodeEventRecordErrors(t *testing.T) {
 		want   string
 	}{
 		{`{"messageId":"m1"}`, "record m1: body: missing"},
-		{`{"messageId":"m1","body":3}`, "record m1: record: json: cannot unmarshal number"},
+		{`{"messageId":"m1","body":3}`, "record m1: body: is a number, not a string"},
 		{`{"messageId":"m1","body":"x","messageAttributes":{"a":{"dataType":"Binary","binaryValue":"%%%"}}}`, "record m1: messageAttributes.a.binaryValue: not base64"},
 		{`{"messageId":"m1","body":"x","messageAttributes":{"a":{"dataType":"Binary"}}}`, "record m1: messageAttributes.a.binaryValue: missing"},
 		{`{"messageId":"m1","body":"x","messageAttributes":{"a":{"dataType":"String"}}}`, "record m1: messageAttributes.a.stringValue: missing"},
 		{`{"messageId":"m1","body":"x","messageAttributes":{"a":{"dataType":"Blob","stringValue":"v"}}}`, `record m1: messageAttributes.a.dataType: "Blob" is not String, Number or Binary`},
 		{`{"messageId":"m1","body":"x","messageAttributes":{"a":{"dataType":"String","stringListValues":["v"]}}}`, "record m1: messageAttributes.a.stringListValues: list values are not supported"},
 		{`{"messageId":"m1","body":"x","messageAttributes":{"a":{"dataType":"Binary","binaryListValues":["AA=="]}}}`, "record m1: messageAttributes.a.binaryListValues: list values are not supported"},
-		{`{"messageId":"m1","body":"x","attributes":{"SentTimestamp":5}}`, "record m1: record: json: cannot unmarshal number"},
+		{`{"messageId":"m1","body":"x","attributes":{"SentTimestamp":5}}`, "record m1: attributes.SentTimestamp: is a number, not a string"},
+		{`{"messageId":"m1","body":"x","messageAttributes":{"a":5}}`, "record m1: messageAttributes.a: is a number, not an object"},
+		{`{"messageId":"m1","body":"x","messageAttributes":{"a":{"dataType":"String","stringValue":true}}}`, "record m1: messageAttributes.a.stringValue: not a string"},
+		{`{"messageId":"m1","body":"x","messageAttributes":[]}`, "record m1: messageAttributes: is an array, not an object"},
+		{`{"body":"x","messageId":"m1","eventSourceARN":{}}`, "record m1: eventSourceARN: is an object, not a string"},
 	} {
 		recs, errs, err := DecodeEvent([]byte(`{"Records":[` + tc.record + `]}`))
 		if err != nil {
@@ -88,4 +96,90 @@ func TestDecodeEventWholeFailures(t *testing.T) {
 	if err != nil || len(recs) != 0 {
 		t.Errorf("empty batch: %v %v", recs, err)
 	}
+}
+
+func TestDecodeEventUnescapesLikeEncodingJSON(t *testing.T) {
+	for _, body := range []string{
+		`plain`, `{"order":1,"note":"tab\there"}`, "é😀 \u2028", `back\slash "quoted" /slash/`, "\x01\x1f",
+	} {
+		enc, _ := json.Marshal(body)
+		// Also the escapes encoding/json never writes.
+		payload := []byte(`{"Records":[{"messageId":"m\u0031","body":` + string(enc) + `,"eventSourceARN":"a\/b"}]}`)
+		orig := bytes.Clone(payload)
+		recs, errs, err := DecodeEvent(payload)
+		if err != nil || errs[0] != nil {
+			t.Fatalf("%q: %v %v", body, err, errs)
+		}
+		if string(recs[0].Body) != body || recs[0].MessageID != "m1" || recs[0].EventSourceARN != "a/b" {
+			t.Errorf("decoded %q %q %q, want %q m1 a/b", recs[0].Body, recs[0].MessageID, recs[0].EventSourceARN, body)
+		}
+		if !bytes.Equal(payload, orig) {
+			t.Errorf("DecodeEvent modified its input")
+		}
+	}
+	recs, _, err := DecodeEvent([]byte(`{"Records":[{"messageId":"x","body":"\ud83d\ude00 \ud83d lone"}]}`))
+	if err != nil || string(recs[0].Body) != "😀 \uFFFD lone" {
+		t.Errorf("surrogates: %q %v", recs[0].Body, err)
+	}
+}
+
+// FuzzDecodeEvent feeds arbitrary bytes: no panic, invalid JSON never
+// accepted, every record identified, and for valid events the same ids and
+// bodies encoding/json reads.
+func FuzzDecodeEvent(f *testing.F) {
+	sample, err := os.ReadFile("testdata/aws-lambda-go-sqs-event.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(sample)
+	f.Add([]byte(`{"Records":[{"messageId":"a","body":"{\"x\":\"\\u00e9\"}","attributes":{"MessageGroupId":"g"},"eventSourceARN":"q.fifo"}]}`))
+	f.Add([]byte(`{"Records":[{"messageId":"a","body":3},{"messageId":"b","body":"x","messageAttributes":{"k":{"dataType":"Binary","binaryValue":"AA=="}}}]}`))
+	f.Add([]byte(`{"Records":[]}`))
+	f.Add([]byte(`{"Records":[{"body":"x"}]}`))
+	f.Add([]byte(`[1e5, -0.5, true, null, "\ud800"]`))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		orig := bytes.Clone(payload)
+		recs, errs, err := DecodeEvent(payload)
+		if !bytes.Equal(payload, orig) {
+			t.Fatal("DecodeEvent modified its input")
+		}
+		if err != nil {
+			if !errors.Is(err, ErrNotSQSEvent) {
+				t.Fatalf("error %v is not ErrNotSQSEvent", err)
+			}
+			return
+		}
+		if !json.Valid(payload) {
+			t.Fatalf("accepted invalid JSON %q", payload)
+		}
+		if len(errs) != len(recs) {
+			t.Fatalf("%d errors for %d records", len(errs), len(recs))
+		}
+		var ref struct {
+			Records []map[string]json.RawMessage
+		}
+		refOK := json.Unmarshal(payload, &ref) == nil && len(ref.Records) == len(recs)
+		for i, r := range recs {
+			if r.MessageID == "" {
+				t.Fatalf("record %d has no messageId", i)
+			}
+			if e := errs[i]; e != nil {
+				var re *RecordError
+				if !errors.As(e, &re) || re.MessageID != r.MessageID || !strings.HasPrefix(e.Error(), "record "+r.MessageID+": ") {
+					t.Fatalf("record %d: error %v does not name the record", i, e)
+				}
+				continue
+			}
+			if !refOK {
+				continue
+			}
+			var id, body string
+			if json.Unmarshal(ref.Records[i]["messageId"], &id) == nil && id != r.MessageID {
+				t.Fatalf("record %d: messageId %q, encoding/json reads %q", i, r.MessageID, id)
+			}
+			if json.Unmarshal(ref.Records[i]["body"], &body) == nil && body != string(r.Body) && utf8.ValidString(body) && utf8.Valid(r.Body) {
+				t.Fatalf("record %d: body %q, encoding/json reads %q", i, r.Body, body)
+			}
+		}
+	})
 }

@@ -85,6 +85,12 @@ func (h *Handler) handle(ctx context.Context, log *slog.Logger, recs []Record, d
 	var blocked map[string]string // group -> messageId of its first failure
 	msgs := make([]Message, len(recs))
 	idx := make([]int, 0, len(recs))
+	// One header array for the batch, carved per message.
+	nh := 0
+	for i := range recs {
+		nh += HeaderCount(&recs[i])
+	}
+	headers := make([]Header, nh)
 	for i := range recs {
 		r := &recs[i]
 		group := fifoGroup(r)
@@ -94,7 +100,10 @@ func (h *Handler) handle(ctx context.Context, log *slog.Logger, recs []Record, d
 			}
 		}
 		if out.Errs[i] == nil {
-			out.Errs[i] = h.mapper.Map(r, &msgs[len(idx)])
+			m := &msgs[len(idx)]
+			n := HeaderCount(r)
+			m.Headers, headers = headers[:0:n], headers[n:]
+			out.Errs[i] = h.mapper.Map(r, m)
 		}
 		if out.Errs[i] != nil {
 			if group != "" && blocked[group] == "" {
@@ -112,7 +121,7 @@ func (h *Handler) handle(ctx context.Context, log *slog.Logger, recs []Record, d
 	if len(msgs) > 0 {
 		perr := make([]error, len(msgs))
 		for j := range perr {
-			perr[j] = &ProduceError{Reason: ReasonNotProduced, Err: fmt.Errorf("no delivery report")}
+			perr[j] = errNotProduced
 		}
 		pctx, cancel := context.WithDeadline(ctx, produceBy)
 		out.Cause = h.producer.Produce(pctx, msgs, perr)
@@ -152,6 +161,10 @@ func (h *Handler) handle(ctx context.Context, log *slog.Logger, recs []Record, d
 // produceDeadline leaves margin before the invocation's deadline for
 // purging, logging and answering. When less than twice the margin remains,
 // half the remaining time goes to producing and half to the rest.
+// errNotProduced is where every produced record starts: only a delivery
+// report that says acknowledged turns it into a success.
+var errNotProduced = &ProduceError{Reason: ReasonNotProduced, Err: errors.New("no delivery report from the producer")}
+
 func produceDeadline(now, deadline time.Time, ok bool, margin time.Duration) time.Time {
 	if !ok {
 		return now.Add(maxProduceWindow)

@@ -42,6 +42,18 @@ func NewMapper(c Config) *Mapper {
 	return m
 }
 
+// HeaderCount is the number of headers Map gives r's message.
+func HeaderCount(r *Record) int {
+	n := len(r.Attributes) + 4
+	if r.MessageGroupID != "" {
+		n++
+	}
+	if r.SequenceNumber != "" {
+		n++
+	}
+	return n
+}
+
 // Map fills msg from r, reusing msg's header slice. The message's value and
 // attribute headers share r's bytes. An error is a *RecordError naming the
 // field.
@@ -68,7 +80,7 @@ func (m *Mapper) Map(r *Record, msg *Message) error {
 	if a, ok := m.keyAttribute(r); ok {
 		msg.Key = a.Value
 	} else if r.MessageGroupID != "" {
-		msg.Key = []byte(r.MessageGroupID)
+		msg.Key = stringBytes(r.MessageGroupID)
 	}
 
 	msg.Timestamp = time.Time{}
@@ -86,16 +98,16 @@ func (m *Mapper) Map(r *Record, msg *Message) error {
 		h = append(h, Header{Key: a.Name, Value: a.Value})
 	}
 	h = append(h,
-		Header{Key: HeaderMessageID, Value: []byte(r.MessageID)},
-		Header{Key: HeaderSentTimestamp, Value: []byte(r.SentTimestamp)},
-		Header{Key: HeaderReceiveCount, Value: []byte(r.ReceiveCount)},
-		Header{Key: HeaderSourceARN, Value: []byte(r.EventSourceARN)},
+		Header{Key: HeaderMessageID, Value: stringBytes(r.MessageID)},
+		Header{Key: HeaderSentTimestamp, Value: stringBytes(r.SentTimestamp)},
+		Header{Key: HeaderReceiveCount, Value: stringBytes(r.ReceiveCount)},
+		Header{Key: HeaderSourceARN, Value: stringBytes(r.EventSourceARN)},
 	)
 	if r.MessageGroupID != "" {
-		h = append(h, Header{Key: HeaderGroupID, Value: []byte(r.MessageGroupID)})
+		h = append(h, Header{Key: HeaderGroupID, Value: stringBytes(r.MessageGroupID)})
 	}
 	if r.SequenceNumber != "" {
-		h = append(h, Header{Key: HeaderSequenceNumber, Value: []byte(r.SequenceNumber)})
+		h = append(h, Header{Key: HeaderSequenceNumber, Value: stringBytes(r.SequenceNumber)})
 	}
 	msg.Headers = h
 	return nil

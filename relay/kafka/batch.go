@@ -74,15 +74,7 @@ func (s *session) produce(ctx context.Context, msgs []relay.Message, errs []erro
 // enqueue hands one message to librdkafka, waiting for room while its
 // queue is full.
 func (r *run) enqueue(ctx context.Context, km *kafka.Message) error {
-	bo := backoff.WithContext(&backoff.ExponentialBackOff{
-		InitialInterval:     time.Millisecond,
-		RandomizationFactor: 0.2,
-		Multiplier:          2,
-		MaxInterval:         50 * time.Millisecond,
-		Stop:                backoff.Stop,
-		Clock:               backoff.SystemClock,
-	}, ctx)
-	bo.Reset()
+	var bo backoff.BackOff // made only when the queue is full
 	for {
 		err := r.s.kp.Produce(km, r.b.dr)
 		var ke kafka.Error
@@ -91,6 +83,17 @@ func (r *run) enqueue(ctx context.Context, km *kafka.Message) error {
 				return produceError(err)
 			}
 			return nil
+		}
+		if bo == nil {
+			bo = backoff.WithContext(&backoff.ExponentialBackOff{
+				InitialInterval:     time.Millisecond,
+				RandomizationFactor: 0.2,
+				Multiplier:          2,
+				MaxInterval:         50 * time.Millisecond,
+				Stop:                backoff.Stop,
+				Clock:               backoff.SystemClock,
+			}, ctx)
+			bo.Reset()
 		}
 		next := bo.NextBackOff()
 		if next == backoff.Stop {
