@@ -17,7 +17,20 @@ import (
 	"github.com/sqs-msk-relay/relay/integration/runtimeapi"
 )
 
-var binary string
+var (
+	binary string
+	procs  sync.Map // test name → *os.Process of its function
+)
+
+// functionProcess is the process startFunction started for this test.
+func functionProcess(t *testing.T) *os.Process {
+	t.Helper()
+	p, ok := procs.Load(t.Name())
+	if !ok {
+		t.Fatal("no function process")
+	}
+	return p.(*os.Process)
+}
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "relay-bin")
@@ -64,6 +77,7 @@ func startFunction(t *testing.T, env ...string) (*runtimeapi.Server, *logBuffer,
 	if err != nil {
 		t.Fatal(err)
 	}
+	procs.Store(t.Name(), cmd.Process)
 	exited := make(chan struct{})
 	var exitErr error
 	go func() { exitErr = cmd.Wait(); close(exited) }()

@@ -4,18 +4,27 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/sqs-msk-relay/relay/relay"
 	"github.com/sqs-msk-relay/relay/relay/kafka"
+	"github.com/sqs-msk-relay/relay/relay/mskiam"
 	"github.com/sqs-msk-relay/relay/relay/runtimeapi"
+	"github.com/sqs-msk-relay/relay/relay/scramsecret"
 )
 
 // version is stamped by the build (-ldflags "-X main.version=...").
 var version = "dev"
+
+// initBudget bounds the AWS calls made at init; Lambda allows 10 s.
+const initBudget = 5 * time.Second
 
 func main() {
 	level := new(slog.LevelVar)
@@ -27,7 +36,29 @@ func main() {
 	}
 	level.Set(cfg.LogLevel)
 
-	p, err := kafka.New(cfg, log)
+	ctx, cancel := context.WithTimeout(context.Background(), initBudget)
+	defer cancel()
+	var opts []kafka.Option
+	switch {
+	case cfg.Auth == relay.AuthIAM:
+		tokens, err := mskiam.New(ctx, cfg.AWSRegion, cfg.IAMRoleARN)
+		if err != nil {
+			initFailed(log, "Runtime.AuthError", err)
+		}
+		tokens.MaxLifetime = cfg.IAMTokenLifetime
+		opts = append(opts, kafka.WithTokenSource(tokens))
+	case cfg.Auth == relay.AuthSCRAM && cfg.SCRAMSecretARN != "":
+		awsCfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(cfg.AWSRegion))
+		if err != nil {
+			initFailed(log, "Runtime.AuthError", err)
+		}
+		cfg.SCRAMUsername, cfg.SCRAMPassword, err = scramsecret.Fetch(ctx, secretsmanager.NewFromConfig(awsCfg), cfg.SCRAMSecretARN)
+		if err != nil {
+			initFailed(log, "Runtime.AuthError", err)
+		}
+	}
+
+	p, err := kafka.New(cfg, log, opts...)
 	if err != nil {
 		initFailed(log, "Runtime.ProducerError", err)
 	}

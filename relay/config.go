@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -18,9 +19,31 @@ type Config struct {
 	Brokers []string
 	// Topic receives every record not routed elsewhere. RELAY_TOPIC, required.
 	Topic string
-	// Auth is how the producer authenticates: AuthNone for now.
-	// RELAY_AUTH, default "iam".
+	// Auth is how the producer authenticates: AuthIAM, AuthSCRAM, AuthMTLS
+	// or AuthNone. RELAY_AUTH, default "iam".
 	Auth string
+	// TLSCAFile is a PEM bundle of the CAs that sign the brokers'
+	// certificates. RELAY_TLS_CA_FILE, default unset: the system roots.
+	TLSCAFile string
+	// TLSCertFile and TLSKeyFile are the client certificate and its key
+	// (PEM) for mTLS. RELAY_TLS_CERT_FILE, RELAY_TLS_KEY_FILE.
+	TLSCertFile, TLSKeyFile string
+	// SCRAMUsername and SCRAMPassword are the SCRAM-SHA-512 credentials.
+	// RELAY_SCRAM_USERNAME, RELAY_SCRAM_PASSWORD.
+	SCRAMUsername, SCRAMPassword string
+	// SCRAMSecretARN names a Secrets Manager secret holding
+	// {"username":…,"password":…}, as MSK keeps them. RELAY_SCRAM_SECRET_ARN.
+	SCRAMSecretARN string
+	// IAMRoleARN is a role to assume for IAM tokens (cross-account
+	// clusters). RELAY_IAM_ROLE_ARN, default unset: the function's role.
+	IAMRoleARN string
+	// AWSRegion is the cluster's region, for IAM tokens and AWS calls.
+	// RELAY_AWS_REGION, default AWS_REGION.
+	AWSRegion string
+	// IAMTokenLifetime caps the lifetime librdkafka is told an IAM token
+	// has, so it refreshes sooner. RELAY_IAM_TOKEN_LIFETIME, Go duration,
+	// default 0: the token's own 15 min.
+	IAMTokenLifetime time.Duration
 
 	// TopicAttribute names a message attribute whose value routes a record
 	// to another topic, which must be on AllowedTopics.
@@ -59,8 +82,10 @@ type Config struct {
 
 // Authentication modes for RELAY_AUTH.
 const (
-	AuthNone = "none" // plaintext, no authentication: local use only
-	AuthIAM  = "iam"  // SASL/OAUTHBEARER with MSK IAM tokens over TLS
+	AuthIAM   = "iam"           // SASL/OAUTHBEARER with MSK IAM tokens over TLS (port 9098)
+	AuthSCRAM = "scram-sha-512" // SASL/SCRAM-SHA-512 over TLS (port 9096)
+	AuthMTLS  = "mtls"          // TLS with a client certificate (port 9094)
+	AuthNone  = "none"          // plaintext, no authentication: local use only (port 9092)
 )
 
 // Defaults for the optional settings.
@@ -91,6 +116,8 @@ var (
 	topicName    = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 	propertyName = regexp.MustCompile(`^[a-z0-9_.]+$`)
 	attrName     = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,256}$`)
+	awsRegion    = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+	roleARN      = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$`)
 )
 
 // ConfigFromEnv reads the configuration. lookup is os.LookupEnv in the
@@ -143,18 +170,18 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 		c.Topic = v
 	}
 
+	authOK := true
 	if v, ok := get("RELAY_AUTH"); ok {
 		switch v {
-		case AuthNone, AuthIAM:
+		case AuthIAM, AuthSCRAM, AuthMTLS, AuthNone:
 			c.Auth = v
 		default:
-			bad("RELAY_AUTH", v, "not one of %q, %q", AuthIAM, AuthNone)
+			authOK = false
+			bad("RELAY_AUTH", v, "not one of %q, %q, %q, %q", AuthIAM, AuthSCRAM, AuthMTLS, AuthNone)
 		}
 	}
-	if c.Auth == AuthIAM {
-		// Kept as the documented default, but this build cannot sign IAM
-		// tokens yet: say so at start-up rather than fail every batch.
-		errs = append(errs, errors.New(`RELAY_AUTH="iam" (the default when unset): MSK IAM authentication is not available in this build yet; set RELAY_AUTH=none for a plaintext listener`))
+	if authOK {
+		errs = append(errs, c.authFromEnv(get)...)
 	}
 
 	if v, ok := get("RELAY_TOPIC_ATTRIBUTE"); ok {
@@ -301,4 +328,96 @@ func parseProperties(v string) (map[string]string, error) {
 		props[key] = strings.TrimSpace(val)
 	}
 	return props, nil
+}
+
+// authFromEnv reads the variables of c.Auth's mode, and refuses those of
+// other modes: a variable set but unused is a misconfiguration. Secret
+// values are never quoted in an error.
+func (c *Config) authFromEnv(get func(string) (string, bool)) []error {
+	var errs []error
+	file := func(name string, dst *string) {
+		v, ok := get(name)
+		if !ok {
+			return
+		}
+		if _, err := os.Stat(v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%s: cannot read the file: %w", name, quote(v), errors.Unwrap(err)))
+			return
+		}
+		*dst = v
+	}
+	uses := map[string]bool{}
+	switch c.Auth {
+	case AuthIAM:
+		uses["RELAY_TLS_CA_FILE"], uses["RELAY_IAM_ROLE_ARN"], uses["RELAY_AWS_REGION"], uses["RELAY_IAM_TOKEN_LIFETIME"] = true, true, true, true
+	case AuthSCRAM:
+		uses["RELAY_TLS_CA_FILE"], uses["RELAY_SCRAM_USERNAME"], uses["RELAY_SCRAM_PASSWORD"], uses["RELAY_SCRAM_SECRET_ARN"], uses["RELAY_AWS_REGION"] = true, true, true, true, true
+	case AuthMTLS:
+		uses["RELAY_TLS_CA_FILE"], uses["RELAY_TLS_CERT_FILE"], uses["RELAY_TLS_KEY_FILE"] = true, true, true
+	}
+	for _, name := range []string{"RELAY_TLS_CA_FILE", "RELAY_TLS_CERT_FILE", "RELAY_TLS_KEY_FILE", "RELAY_SCRAM_USERNAME",
+		"RELAY_SCRAM_PASSWORD", "RELAY_SCRAM_SECRET_ARN", "RELAY_IAM_ROLE_ARN", "RELAY_IAM_TOKEN_LIFETIME"} {
+		if _, ok := get(name); ok && !uses[name] {
+			errs = append(errs, fmt.Errorf("%s is set but RELAY_AUTH=%s does not use it", name, c.Auth))
+		}
+	}
+	if !uses["RELAY_TLS_CA_FILE"] {
+		return errs
+	}
+	file("RELAY_TLS_CA_FILE", &c.TLSCAFile)
+	c.AWSRegion, _ = get("AWS_REGION")
+	if v, ok := get("RELAY_AWS_REGION"); ok {
+		c.AWSRegion = v
+	}
+	if c.AWSRegion != "" && !awsRegion.MatchString(c.AWSRegion) {
+		errs = append(errs, fmt.Errorf("RELAY_AWS_REGION=%s: not an AWS region such as eu-west-1", quote(c.AWSRegion)))
+	}
+	switch c.Auth {
+	case AuthIAM:
+		if c.AWSRegion == "" {
+			errs = append(errs, errors.New("RELAY_AUTH=iam needs the cluster's region: set RELAY_AWS_REGION (Lambda sets AWS_REGION)"))
+		}
+		if v, ok := get("RELAY_IAM_TOKEN_LIFETIME"); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < time.Second || d > 15*time.Minute {
+				errs = append(errs, fmt.Errorf("RELAY_IAM_TOKEN_LIFETIME=%s: not a Go duration between 1s and 15m", quote(v)))
+			}
+			c.IAMTokenLifetime = d
+		}
+		if v, ok := get("RELAY_IAM_ROLE_ARN"); ok {
+			if !roleARN.MatchString(v) {
+				errs = append(errs, fmt.Errorf("RELAY_IAM_ROLE_ARN=%s: not an IAM role ARN (arn:aws:iam::123456789012:role/name)", quote(v)))
+			}
+			c.IAMRoleARN = v
+		}
+	case AuthSCRAM:
+		c.SCRAMUsername, _ = get("RELAY_SCRAM_USERNAME")
+		c.SCRAMPassword, _ = get("RELAY_SCRAM_PASSWORD")
+		c.SCRAMSecretARN, _ = get("RELAY_SCRAM_SECRET_ARN")
+		direct := c.SCRAMUsername != "" || c.SCRAMPassword != ""
+		switch {
+		case direct && c.SCRAMSecretARN != "":
+			errs = append(errs, errors.New("RELAY_SCRAM_SECRET_ARN and RELAY_SCRAM_USERNAME/RELAY_SCRAM_PASSWORD are both set: use one"))
+		case c.SCRAMSecretARN != "":
+			if !strings.HasPrefix(c.SCRAMSecretARN, "arn:") || !strings.Contains(c.SCRAMSecretARN, ":secretsmanager:") {
+				errs = append(errs, fmt.Errorf("RELAY_SCRAM_SECRET_ARN=%s: not a Secrets Manager secret ARN", quote(c.SCRAMSecretARN)))
+			}
+			if c.AWSRegion == "" {
+				errs = append(errs, errors.New("RELAY_SCRAM_SECRET_ARN needs a region: set RELAY_AWS_REGION (Lambda sets AWS_REGION)"))
+			}
+		case c.SCRAMUsername == "":
+			errs = append(errs, errors.New("RELAY_AUTH=scram-sha-512 needs RELAY_SCRAM_USERNAME and RELAY_SCRAM_PASSWORD, or RELAY_SCRAM_SECRET_ARN"))
+		case c.SCRAMPassword == "":
+			errs = append(errs, errors.New("RELAY_SCRAM_PASSWORD is required with RELAY_SCRAM_USERNAME"))
+		}
+	case AuthMTLS:
+		file("RELAY_TLS_CERT_FILE", &c.TLSCertFile)
+		file("RELAY_TLS_KEY_FILE", &c.TLSKeyFile)
+		for _, name := range []string{"RELAY_TLS_CERT_FILE", "RELAY_TLS_KEY_FILE"} {
+			if _, ok := get(name); !ok {
+				errs = append(errs, fmt.Errorf("RELAY_AUTH=mtls needs %s", name))
+			}
+		}
+	}
+	return errs
 }

@@ -83,8 +83,20 @@ func TestConfigErrors(t *testing.T) {
 		{map[string]string{"RELAY_TOPIC": "bad topic"}, `RELAY_TOPIC="bad topic": "bad topic" is not a valid Kafka topic name`},
 		{map[string]string{"RELAY_TOPIC": ".."}, `RELAY_TOPIC=".."`},
 		{map[string]string{"RELAY_TOPIC": strings.Repeat("t", 250)}, "is not a valid Kafka topic name"},
-		{map[string]string{"RELAY_AUTH": "kerberos"}, `RELAY_AUTH="kerberos": not one of "iam", "none"`},
-		{map[string]string{"RELAY_AUTH": "<unset>"}, `RELAY_AUTH="iam" (the default when unset)`},
+		{map[string]string{"RELAY_AUTH": "kerberos"}, `RELAY_AUTH="kerberos": not one of "iam", "scram-sha-512", "mtls", "none"`},
+		{map[string]string{"RELAY_AUTH": "<unset>"}, `RELAY_AUTH=iam needs the cluster's region: set RELAY_AWS_REGION`},
+		{map[string]string{"RELAY_AUTH": "iam", "RELAY_AWS_REGION": "Ireland"}, `RELAY_AWS_REGION="Ireland": not an AWS region`},
+		{map[string]string{"RELAY_AUTH": "iam", "AWS_REGION": "eu-west-1", "RELAY_IAM_ROLE_ARN": "relay-role"}, `RELAY_IAM_ROLE_ARN="relay-role": not an IAM role ARN`},
+		{map[string]string{"RELAY_AUTH": "iam", "AWS_REGION": "eu-west-1", "RELAY_TLS_CA_FILE": "/no/such/ca.pem"}, `RELAY_TLS_CA_FILE="/no/such/ca.pem": cannot read the file`},
+		{map[string]string{"RELAY_AUTH": "iam", "AWS_REGION": "eu-west-1", "RELAY_SCRAM_PASSWORD": "hunter2"}, `RELAY_SCRAM_PASSWORD is set but RELAY_AUTH=iam does not use it`},
+		{map[string]string{"RELAY_TLS_CA_FILE": "config_test.go"}, `RELAY_TLS_CA_FILE is set but RELAY_AUTH=none does not use it`},
+		{map[string]string{"RELAY_AUTH": "scram-sha-512"}, `RELAY_AUTH=scram-sha-512 needs RELAY_SCRAM_USERNAME and RELAY_SCRAM_PASSWORD, or RELAY_SCRAM_SECRET_ARN`},
+		{map[string]string{"RELAY_AUTH": "scram-sha-512", "RELAY_SCRAM_USERNAME": "alice"}, `RELAY_SCRAM_PASSWORD is required with RELAY_SCRAM_USERNAME`},
+		{map[string]string{"RELAY_AUTH": "scram-sha-512", "RELAY_SCRAM_USERNAME": "alice", "RELAY_SCRAM_PASSWORD": "hunter2", "RELAY_SCRAM_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:AmazonMSK_x"}, `RELAY_SCRAM_SECRET_ARN and RELAY_SCRAM_USERNAME/RELAY_SCRAM_PASSWORD are both set`},
+		{map[string]string{"RELAY_AUTH": "scram-sha-512", "RELAY_SCRAM_SECRET_ARN": "AmazonMSK_x", "AWS_REGION": "eu-west-1"}, `RELAY_SCRAM_SECRET_ARN="AmazonMSK_x": not a Secrets Manager secret ARN`},
+		{map[string]string{"RELAY_AUTH": "scram-sha-512", "RELAY_SCRAM_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:AmazonMSK_x"}, `RELAY_SCRAM_SECRET_ARN needs a region`},
+		{map[string]string{"RELAY_AUTH": "mtls"}, `RELAY_AUTH=mtls needs RELAY_TLS_CERT_FILE`},
+		{map[string]string{"RELAY_AUTH": "mtls", "RELAY_TLS_CERT_FILE": "config_test.go"}, `RELAY_AUTH=mtls needs RELAY_TLS_KEY_FILE`},
 		{map[string]string{"RELAY_TOPIC_ATTRIBUTE": "route"}, "RELAY_TOPIC_ATTRIBUTE is set but RELAY_ALLOWED_TOPICS is empty"},
 		{map[string]string{"RELAY_TOPIC_ATTRIBUTE": "a b", "RELAY_ALLOWED_TOPICS": "x"}, `RELAY_TOPIC_ATTRIBUTE="a b": not a valid SQS message attribute name`},
 		{map[string]string{"RELAY_ALLOWED_TOPICS": "audit"}, `RELAY_ALLOWED_TOPICS="audit": set without RELAY_TOPIC_ATTRIBUTE`},
@@ -117,6 +129,32 @@ func TestConfigErrors(t *testing.T) {
 		}
 		if strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("%v: error %q echoes a secret", tc.env, err)
+		}
+	}
+}
+
+func TestConfigAuthModes(t *testing.T) {
+	for _, tc := range []struct {
+		env   map[string]string
+		check func(Config) bool
+	}{
+		{map[string]string{"RELAY_AUTH": "<unset>", "AWS_REGION": "eu-west-1"}, func(c Config) bool { return c.Auth == AuthIAM && c.AWSRegion == "eu-west-1" }},
+		{map[string]string{"RELAY_AUTH": "iam", "AWS_REGION": "eu-west-1", "RELAY_AWS_REGION": "us-east-2", "RELAY_IAM_ROLE_ARN": "arn:aws:iam::123456789012:role/msk-writer"},
+			func(c Config) bool {
+				return c.AWSRegion == "us-east-2" && c.IAMRoleARN == "arn:aws:iam::123456789012:role/msk-writer"
+			}},
+		{map[string]string{"RELAY_AUTH": "scram-sha-512", "RELAY_SCRAM_USERNAME": "alice", "RELAY_SCRAM_PASSWORD": "pw", "RELAY_TLS_CA_FILE": "config_test.go"},
+			func(c Config) bool {
+				return c.SCRAMUsername == "alice" && c.SCRAMPassword == "pw" && c.TLSCAFile == "config_test.go"
+			}},
+		{map[string]string{"RELAY_AUTH": "scram-sha-512", "RELAY_SCRAM_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:AmazonMSK_x", "AWS_REGION": "eu-west-1"},
+			func(c Config) bool { return c.SCRAMSecretARN != "" && c.SCRAMUsername == "" }},
+		{map[string]string{"RELAY_AUTH": "mtls", "RELAY_TLS_CERT_FILE": "config_test.go", "RELAY_TLS_KEY_FILE": "config_test.go"},
+			func(c Config) bool { return c.TLSCertFile == "config_test.go" && c.TLSKeyFile == "config_test.go" }},
+	} {
+		c, err := ConfigFromEnv(lookup(base(tc.env)))
+		if err != nil || !tc.check(c) {
+			t.Errorf("%v: %+v %v", tc.env, c, err)
 		}
 	}
 }

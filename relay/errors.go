@@ -14,7 +14,8 @@ const (
 	ReasonGroupBlocked    = "group_blocked"     // FIFO: an earlier record of the same group failed
 	ReasonDeadline        = "deadline"          // not acknowledged before the produce deadline
 	ReasonBrokersDown     = "brokers_down"      // no broker reachable
-	ReasonAuthFailed      = "auth_failed"       // the brokers refused authentication
+	ReasonAuthFailed      = "auth_failed"       // the brokers refused authentication, or no token could be made
+	ReasonTLSFailed       = "tls_failed"        // the TLS handshake with the brokers failed
 	ReasonFatal           = "producer_fatal"    // librdkafka raised a fatal error
 	ReasonNotProduced     = "not_produced"      // the producer returned without a report for the record
 )

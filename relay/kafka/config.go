@@ -59,8 +59,6 @@ func ConfigMap(c relay.Config) kafka.ConfigMap {
 		"socket.connection.setup.timeout.ms": setupTimeoutMs,
 		"reconnect.backoff.max.ms":           reconnectMaxMs,
 		"topic.metadata.propagation.max.ms":  propagationMs,
-		"log.connection.close":               false, // idle closes are expected, not news
-		"security.protocol":                  "plaintext",
 		"enable.metrics.push":                false, // no KIP-714 telemetry requests to the brokers
 
 		// The Go client's own settings: no key or value copied back into
@@ -71,8 +69,55 @@ func ConfigMap(c relay.Config) kafka.ConfigMap {
 		"go.produce.channel.size":   1,
 		"go.logs.channel.enable":    true,
 	}
+	for k, v := range authProperties(c) {
+		m[k] = v
+	}
 	for k, v := range c.KafkaProperties {
 		m[k] = v
 	}
 	return m
+}
+
+// authProperties are the security settings of c.Auth. TLS verifies the
+// broker's certificate and host name, against RELAY_TLS_CA_FILE or the
+// system's CA bundle ("probe" finds Amazon Linux's).
+func authProperties(c relay.Config) kafka.ConfigMap {
+	if c.Auth == relay.AuthNone {
+		return kafka.ConfigMap{"security.protocol": "plaintext"}
+	}
+	m := kafka.ConfigMap{
+		"ssl.ca.location":                       "probe",
+		"ssl.endpoint.identification.algorithm": "https",
+	}
+	if c.TLSCAFile != "" {
+		m["ssl.ca.location"] = c.TLSCAFile
+	}
+	switch c.Auth {
+	case relay.AuthIAM:
+		m["security.protocol"] = "sasl_ssl"
+		m["sasl.mechanisms"] = "OAUTHBEARER" // tokens come from the TokenSource
+	case relay.AuthSCRAM:
+		m["security.protocol"] = "sasl_ssl"
+		m["sasl.mechanisms"] = "SCRAM-SHA-512"
+		m["sasl.username"] = c.SCRAMUsername
+		m["sasl.password"] = c.SCRAMPassword
+	case relay.AuthMTLS:
+		m["security.protocol"] = "ssl"
+		m["ssl.certificate.location"] = c.TLSCertFile
+		m["ssl.key.location"] = c.TLSKeyFile
+	}
+	return m
+}
+
+// mechanism and principal name the identity in logs; never a secret.
+func mechanism(c relay.Config) string {
+	switch c.Auth {
+	case relay.AuthIAM:
+		return "OAUTHBEARER (MSK IAM)"
+	case relay.AuthSCRAM:
+		return "SCRAM-SHA-512"
+	case relay.AuthMTLS:
+		return "mutual TLS"
+	}
+	return "none"
 }

@@ -22,9 +22,11 @@ const drainTimeout = 100 * time.Millisecond
 // producer for the life of the sandbox and replaces it, before the next
 // batch, after a fatal error.
 type Producer struct {
-	conf  kafka.ConfigMap
-	grace time.Duration
-	log   *slog.Logger
+	conf   kafka.ConfigMap
+	grace  time.Duration
+	log    *slog.Logger
+	tokens TokenSource
+	ident  identity
 
 	mu     sync.Mutex
 	cur    *session
@@ -33,11 +35,44 @@ type Producer struct {
 
 var _ relay.Producer = (*Producer)(nil)
 
+// TokenSource supplies SASL/OAUTHBEARER tokens: relay/mskiam's Provider.
+type TokenSource interface {
+	Token(ctx context.Context) (token string, expiry time.Time, err error)
+	Principal() string
+}
+
+// Option adjusts a Producer.
+type Option func(*Producer)
+
+// WithTokenSource answers librdkafka's OAUTHBEARER token requests from ts.
+// RELAY_AUTH=iam needs it.
+func WithTokenSource(ts TokenSource) Option {
+	return func(p *Producer) { p.tokens = ts }
+}
+
+// identity names who the producer authenticates as, for logs.
+type identity struct{ mechanism, principal string }
+
 // New creates the producer. It does not wait for a broker: librdkafka
 // connects in the background, so the Lambda init phase is not spent on
 // the network. An error means librdkafka rejected the configuration.
-func New(c relay.Config, log *slog.Logger) (*Producer, error) {
+func New(c relay.Config, log *slog.Logger, opts ...Option) (*Producer, error) {
 	p := &Producer{conf: ConfigMap(c), grace: c.BrokersDownGrace, log: log}
+	for _, o := range opts {
+		o(p)
+	}
+	p.ident = identity{mechanism: mechanism(c)}
+	switch c.Auth {
+	case relay.AuthIAM:
+		if p.tokens == nil {
+			return nil, errors.New("RELAY_AUTH=iam needs a token source")
+		}
+		p.ident.principal = p.tokens.Principal()
+	case relay.AuthSCRAM:
+		p.ident.principal = c.SCRAMUsername
+	case relay.AuthMTLS:
+		p.ident.principal = "the certificate in " + c.TLSCertFile
+	}
 	s, err := p.newSession()
 	if err != nil {
 		return nil, err
@@ -56,6 +91,7 @@ func (p *Producer) Produce(ctx context.Context, msgs []relay.Message, errs []err
 		return err
 	}
 	defer p.release(s)
+	s.ensureToken(ctx)
 	return s.produce(ctx, msgs, errs)
 }
 
@@ -130,6 +166,8 @@ func (p *Producer) newSession() (*session, error) {
 		kp:      kp,
 		grace:   p.grace,
 		log:     p.log,
+		tokens:  p.tokens,
+		ident:   p.ident,
 		batches: map[*batch]struct{}{},
 		done:    make(chan struct{}),
 	}

@@ -18,10 +18,16 @@ import (
 // events and logs for its whole life: an Events channel nobody reads stalls
 // delivery reports and token refreshes alike.
 type session struct {
-	kp    *kafka.Producer
-	grace time.Duration
-	log   *slog.Logger
-	done  chan struct{} // closed when serveEvents returns
+	kp     *kafka.Producer
+	grace  time.Duration
+	log    *slog.Logger
+	tokens TokenSource // nil unless OAUTHBEARER
+	ident  identity
+	done   chan struct{} // closed when serveEvents returns
+
+	tokenMu     sync.Mutex // one refresh at a time
+	tokenExpiry time.Time  // of the token librdkafka holds; guarded by tokenMu
+	tokenSetAt  time.Time  // guarded by tokenMu
 
 	// refs and retired are guarded by the Producer's mutex.
 	refs    int
@@ -88,6 +94,10 @@ func (s *session) serveEvents() {
 		switch e := ev.(type) {
 		case kafka.Error:
 			s.onError(e)
+		case kafka.OAuthBearerTokenRefresh:
+			// Off the event loop: signing may call STS, and delivery
+			// reports must keep flowing meanwhile.
+			go s.refreshToken(context.Background())
 		case *kafka.Message:
 			// Every message is produced with a delivery channel; a report
 			// here would be a bug, but must still be drained.
@@ -106,15 +116,25 @@ func (s *session) onError(e kafka.Error) {
 		s.fatal = e
 		s.log.Error("Kafka producer fatal error: failing the running batches; a new producer serves the next batch", "code", e.Code().String(), "error", e.Error())
 		s.wakeLocked()
-	case e.Code() == kafka.ErrAuthentication:
-		s.trouble = &trouble{reason: relay.ReasonAuthFailed, err: fmt.Errorf("authentication failed: %w", e)}
-		s.log.Error("Kafka authentication failed", "error", e.Error())
+	case e.Code() == kafka.ErrAuthentication || strings.Contains(e.Error(), "SASL authentication error"):
+		// A broker that drops the connection on a bad password, rather
+		// than answering SASL_AUTHENTICATION_FAILED, shows as a transport
+		// error that librdkafka still labels as an authentication error.
+		s.trouble = &trouble{reason: relay.ReasonAuthFailed,
+			err: fmt.Errorf("authentication failed (mechanism %s, principal %s): %w", s.ident.mechanism, s.ident.principal, e)}
+		s.log.Error("Kafka authentication failed", "mechanism", s.ident.mechanism, "principal", s.ident.principal, "error", e.Error())
+		s.wakeLocked()
+	case e.Code() == kafka.ErrSsl:
+		s.trouble = &trouble{reason: relay.ReasonTLSFailed, err: fmt.Errorf("TLS failed%s: %w", hintSuffix(e.Error()), e)}
+		s.log.Error("Kafka TLS failed", "mechanism", s.ident.mechanism, "error", e.Error())
 		s.wakeLocked()
 	case e.Code() == kafka.ErrAllBrokersDown:
-		if s.trouble == nil || s.trouble.reason != relay.ReasonAuthFailed {
+		// A failed authentication or TLS handshake also leaves every broker
+		// down: keep the more precise cause.
+		if s.trouble == nil || s.trouble.reason == relay.ReasonBrokersDown {
 			err := fmt.Errorf("no broker reachable: %w", e)
 			if s.lastErr != "" {
-				err = fmt.Errorf("no broker reachable (last error: %s): %w", s.lastErr, e)
+				err = fmt.Errorf("no broker reachable (last error: %s%s): %w", s.lastErr, hintSuffix(s.lastErr), e)
 			}
 			s.trouble = &trouble{reason: relay.ReasonBrokersDown, err: err}
 		}
@@ -138,10 +158,65 @@ func (s *session) serveLogs() {
 			level = slog.LevelInfo
 		}
 		if le.Tag == "FAIL" {
-			level = slog.LevelDebug // also an error event, logged once there
+			// Usually also an error event, logged there; but some
+			// disconnects come only as this line, and say why.
+			level = slog.LevelDebug
+			s.mu.Lock()
+			s.lastErr = le.Message
+			s.mu.Unlock()
 		}
 		s.log.Log(context.Background(), level, "librdkafka", "tag", le.Tag, "message", le.Message)
 	}
+}
+
+// tokenRefreshAhead is how long before its expiry a token is replaced
+// before a batch (or a tenth of its lifetime, if shorter): after a sandbox
+// freeze librdkafka's own refresh timer may not have run yet.
+const tokenRefreshAhead = time.Minute
+
+// ensureToken refreshes the OAUTHBEARER token before a batch if the one
+// librdkafka holds is expired or about to be.
+func (s *session) ensureToken(ctx context.Context) {
+	if s.tokens == nil {
+		return
+	}
+	s.tokenMu.Lock()
+	ahead := min(tokenRefreshAhead, s.tokenExpiry.Sub(s.tokenSetAt)/10)
+	stale := time.Until(s.tokenExpiry) < ahead
+	s.tokenMu.Unlock()
+	if stale {
+		s.refreshToken(ctx)
+	}
+}
+
+// refreshToken signs a new token and hands it to librdkafka, or tells
+// librdkafka why it cannot (it retries in 10 s).
+func (s *session) refreshToken(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	s.tokenMu.Lock()
+	defer s.tokenMu.Unlock()
+	if time.Since(s.tokenSetAt) < s.tokenExpiry.Sub(s.tokenSetAt)/10 {
+		return // a concurrent refresh just did it
+	}
+	tok, exp, err := s.tokens.Token(ctx)
+	if err != nil {
+		reason := fmt.Sprintf("cannot make an MSK IAM token: %v", err)
+		_ = s.kp.SetOAuthBearerTokenFailure(reason)
+		s.mu.Lock()
+		s.trouble = &trouble{reason: relay.ReasonAuthFailed, err: fmt.Errorf("authentication failed (mechanism %s, principal %s): %w", s.ident.mechanism, s.ident.principal, err)}
+		s.wakeLocked()
+		s.mu.Unlock()
+		s.log.Error("cannot make an MSK IAM token", "principal", s.ident.principal, "error", err.Error())
+		return
+	}
+	if err := s.kp.SetOAuthBearerToken(kafka.OAuthBearerToken{TokenValue: tok, Expiration: exp, Principal: s.ident.principal}); err != nil {
+		s.log.Error("librdkafka refused the MSK IAM token", "principal", s.ident.principal, "error", err.Error())
+		return
+	}
+	s.tokenExpiry = exp
+	s.tokenSetAt = time.Now()
+	s.log.Debug("MSK IAM token refreshed", "principal", s.ident.principal, "expires", exp)
 }
 
 // close purges whatever is left, so no report is waited for, and destroys
@@ -190,4 +265,11 @@ func topicOf(m *kafka.Message) string {
 		return ""
 	}
 	return *m.TopicPartition.Topic
+}
+
+func hintSuffix(msg string) string {
+	if h := hint(msg); h != "" {
+		return "; hint: " + h
+	}
+	return ""
 }
