@@ -1,12 +1,17 @@
 # The relay's build. `make run` and `make test` are the two commands a fresh
-# machine needs; everything they use installs itself.
+# machine needs; everything they use installs itself (Go modules, Debian's
+# cross compiler and qemu-user, the Serverless Framework from npm).
 
-GO       ?= go
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -s -w -X main.version=$(VERSION)
-BUILD    := build
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+BUILD     := build
+ARM64_CC  ?= aarch64-linux-gnu-gcc
+# Amazon Linux 2023 (provided.al2023) has glibc 2.34: no symbol may need more.
+MAX_GLIBC := 2.34
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all run test build bench clean
+.PHONY: all run test build build-amd64 build-arm64 package check-glibc toolchain bench clean
 
 all: build
 
@@ -14,16 +19,44 @@ all: build
 run:
 	$(GO) run ./cmd/relay-local
 
-## test: every test, against real protocol peers on 127.0.0.1
-test:
+## test: every test, against real protocol peers on 127.0.0.1; packages the arm64 function first
+test: toolchain node_modules package
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 9m ./...
+	RELAY_ARM64_BINARY=$(CURDIR)/$(BUILD)/arm64/bootstrap $(GO) test -count=1 -timeout 9m ./...
 
-## build: the function binary for this machine's linux, stripped and version-stamped
-build:
-	mkdir -p $(BUILD)
-	CGO_ENABLED=1 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BUILD)/bootstrap ./lambda
+## build: the function as `bootstrap` for linux/arm64 and linux/amd64, stripped, version-stamped
+build: build-amd64 build-arm64
+
+build-amd64:
+	mkdir -p $(BUILD)/amd64
+	CGO_ENABLED=1 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BUILD)/amd64/bootstrap ./lambda
+
+build-arm64: toolchain
+	mkdir -p $(BUILD)/arm64
+	CGO_ENABLED=1 GOOS=linux GOARCH=arm64 CC=$(ARM64_CC) $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BUILD)/arm64/bootstrap ./lambda
+
+## package: the arm64 bootstrap zipped for the Serverless Framework, after the glibc check
+package: build-arm64 check-glibc
+	rm -f $(BUILD)/relay.zip
+	cd $(BUILD)/arm64 && python3 -m zipfile -c ../relay.zip bootstrap
+	@echo "packaged $(BUILD)/relay.zip"
+
+## check-glibc: fail if the arm64 binary needs a glibc symbol newer than $(MAX_GLIBC)
+check-glibc:
+	@need=$$(aarch64-linux-gnu-objdump -T $(BUILD)/arm64/bootstrap | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1); \
+	 newest=$$(printf '%s\n%s\n' "$$need" "$(MAX_GLIBC)" | sort -V | tail -1); \
+	 if [ "$$newest" != "$(MAX_GLIBC)" ]; then echo "bootstrap needs GLIBC_$$need, newer than Amazon Linux 2023's $(MAX_GLIBC)"; exit 1; fi; \
+	 echo "glibc check: bootstrap needs at most GLIBC_$$need (limit $(MAX_GLIBC))"
+
+## toolchain: Debian's arm64 cross compiler and qemu-user, if missing
+toolchain:
+	@command -v $(ARM64_CC) >/dev/null && command -v qemu-aarch64 >/dev/null || \
+	 { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu qemu-user >/dev/null; }
+
+node_modules: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch node_modules
 
 ## bench: relay vs raw librdkafka on the embedded broker, one run, with ratios
 bench:
@@ -32,4 +65,4 @@ bench:
 	$(GO) run ./cmd/benchtable < $(BUILD)/bench.txt
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) .serverless

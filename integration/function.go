@@ -19,11 +19,12 @@ func BuildFunction(dir string) (string, error) {
 	return out, nil
 }
 
-// StartFunction starts the function binary against the Runtime API at api,
-// with env added to a minimal environment (nothing leaks in from the
-// caller's), its stdout and stderr to logs.
-func StartFunction(binary, api string, env []string, logs io.Writer) (*exec.Cmd, error) {
-	cmd := exec.Command(binary)
+// StartFunction starts the function (argv: the binary, or an emulator and
+// the binary) against the Runtime API at api, with env added to a minimal
+// environment (nothing leaks in from the caller's), its stdout and stderr
+// to logs.
+func StartFunction(argv []string, api string, env []string, logs io.Writer) (*exec.Cmd, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append([]string{
 		"AWS_LAMBDA_RUNTIME_API=" + api,
 		"AWS_LAMBDA_FUNCTION_NAME=relay-local",

@@ -67,13 +67,18 @@ func (l *logBuffer) String() string {
 // startFunction runs the real binary under a Runtime API on loopback.
 func startFunction(t *testing.T, env ...string) (*runtimeapi.Server, *logBuffer, func() error) {
 	t.Helper()
+	return startFunctionArgv(t, []string{binary}, env...)
+}
+
+func startFunctionArgv(t *testing.T, argv []string, env ...string) (*runtimeapi.Server, *logBuffer, func() error) {
+	t.Helper()
 	api, err := runtimeapi.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { api.Close() })
 	logs := &logBuffer{}
-	cmd, err := StartFunction(binary, api.Addr(), env, logs)
+	cmd, err := StartFunction(argv, api.Addr(), env, logs)
 	if err != nil {
 		t.Fatal(err)
 	}
