@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,10 +20,7 @@ import (
 	"github.com/sqs-msk-relay/relay/relay/kafka"
 )
 
-const (
-	benchRecords = 10000
-	benchBody    = 1024
-)
+const benchBody = 1024
 
 // benchEvent is an SQS event of n records with 1 KiB bodies and two
 // attributes, as Lambda would deliver it.
@@ -58,9 +56,12 @@ func benchBroker(b *testing.B) *broker.Cluster {
 	return c
 }
 
+// benchConfig is the relay's configuration for the benchmarks; BENCH_PROPS
+// (RELAY_KAFKA_PROPERTIES syntax) tries other librdkafka settings on both
+// the relay and the raw baseline.
 func benchConfig(b *testing.B, brokers string) relay.Config {
 	b.Helper()
-	env := map[string]string{"RELAY_BROKERS": brokers, "RELAY_TOPIC": "events", "RELAY_AUTH": "none"}
+	env := map[string]string{"RELAY_BROKERS": brokers, "RELAY_TOPIC": "events", "RELAY_AUTH": "none", "RELAY_KAFKA_PROPERTIES": os.Getenv("BENCH_PROPS")}
 	cfg, err := relay.ConfigFromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
 		b.Fatal(err)
@@ -68,9 +69,18 @@ func benchConfig(b *testing.B, brokers string) relay.Config {
 	return cfg
 }
 
-// BenchmarkRelay is a 10,000 × 1 KiB batch through the handler: decoding,
+// batchSizes are the batch sizes the throughput benchmarks run at.
+var batchSizes = []int{10, 100, 1000, 10000}
+
+// BenchmarkRelay is an n × 1 KiB batch through the handler: decoding,
 // mapping, producing, waiting for every delivery report, the response.
 func BenchmarkRelay(b *testing.B) {
+	for _, n := range batchSizes {
+		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) { benchRelay(b, n) })
+	}
+}
+
+func benchRelay(b *testing.B, n int) {
 	c := benchBroker(b)
 	cfg := benchConfig(b, c.Addrs())
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
@@ -80,7 +90,7 @@ func BenchmarkRelay(b *testing.B) {
 	}
 	b.Cleanup(p.Close)
 	h := relay.NewHandler(cfg, p, log)
-	payload, err := json.Marshal(benchEvent(benchRecords))
+	payload, err := json.Marshal(benchEvent(n))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -98,7 +108,7 @@ func BenchmarkRelay(b *testing.B) {
 	for range b.N {
 		invoke()
 	}
-	b.ReportMetric(float64(b.N*benchRecords)/time.Since(start).Seconds(), "records/s")
+	b.ReportMetric(float64(b.N*n)/time.Since(start).Seconds(), "records/s")
 	b.ReportMetric(0, "ns/op")
 }
 
@@ -106,9 +116,67 @@ func BenchmarkRelay(b *testing.B) {
 // same messages (value and headers as the relay maps them) with the same
 // settings, asynchronously, waiting on delivery reports.
 func BenchmarkRawProduce(b *testing.B) {
+	for _, n := range batchSizes {
+		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
+			kp, msgs := rawProducer(b, n)
+			topic := "events"
+			dr := make(chan ckafka.Event, n)
+			produce := func() {
+				for i := range msgs {
+					if err := kp.Produce(rawMessage(&msgs[i], &topic), dr); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for range msgs {
+					if ev := <-dr; ev.(*ckafka.Message).TopicPartition.Error != nil {
+						b.Fatal(ev)
+					}
+				}
+			}
+			produce()
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				produce()
+			}
+			b.ReportMetric(float64(b.N*n)/time.Since(start).Seconds(), "records/s")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// BenchmarkNaiveProduce is the pattern of many Lambda examples: produce a
+// message, then Flush, for each message. Its cost is per message, so it
+// runs at the two smallest sizes only (1,000 records would take a minute).
+func BenchmarkNaiveProduce(b *testing.B) {
+	for _, n := range batchSizes[:2] {
+		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
+			kp, msgs := rawProducer(b, n)
+			topic := "events"
+			dr := make(chan ckafka.Event, 1)
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				for i := range msgs {
+					if err := kp.Produce(rawMessage(&msgs[i], &topic), dr); err != nil {
+						b.Fatal(err)
+					}
+					kp.Flush(10000)
+					if ev := <-dr; ev.(*ckafka.Message).TopicPartition.Error != nil {
+						b.Fatal(ev)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.N*n)/time.Since(start).Seconds(), "records/s")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+func rawProducer(b *testing.B, n int) (*ckafka.Producer, []relay.Message) {
+	b.Helper()
 	c := benchBroker(b)
-	cfg := benchConfig(b, c.Addrs())
-	conf := kafka.ConfigMap(cfg)
+	conf := kafka.ConfigMap(benchConfig(b, c.Addrs()))
 	conf["go.logs.channel.enable"] = false
 	kp, err := ckafka.NewProducer(&conf)
 	if err != nil {
@@ -119,38 +187,18 @@ func BenchmarkRawProduce(b *testing.B) {
 		for range kp.Events() {
 		}
 	}()
-	msgs := mappedMessages(b, benchEvent(benchRecords))
-	topic := "events"
-	dr := make(chan ckafka.Event, benchRecords)
-	produce := func() {
-		for i := range msgs {
-			m := &msgs[i]
-			hs := make([]ckafka.Header, len(m.Headers))
-			for j, h := range m.Headers {
-				hs[j] = ckafka.Header{Key: h.Key, Value: h.Value}
-			}
-			err := kp.Produce(&ckafka.Message{
-				TopicPartition: ckafka.TopicPartition{Topic: &topic, Partition: ckafka.PartitionAny},
-				Value:          m.Value, Headers: hs, Timestamp: m.Timestamp,
-			}, dr)
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-		for range msgs {
-			if ev := <-dr; ev.(*ckafka.Message).TopicPartition.Error != nil {
-				b.Fatal(ev)
-			}
-		}
+	return kp, mappedMessages(b, benchEvent(n))
+}
+
+func rawMessage(m *relay.Message, topic *string) *ckafka.Message {
+	hs := make([]ckafka.Header, len(m.Headers))
+	for j, h := range m.Headers {
+		hs[j] = ckafka.Header{Key: h.Key, Value: h.Value}
 	}
-	produce()
-	b.ResetTimer()
-	start := time.Now()
-	for range b.N {
-		produce()
+	return &ckafka.Message{
+		TopicPartition: ckafka.TopicPartition{Topic: topic, Partition: ckafka.PartitionAny},
+		Value:          m.Value, Headers: hs, Timestamp: m.Timestamp,
 	}
-	b.ReportMetric(float64(b.N*benchRecords)/time.Since(start).Seconds(), "records/s")
-	b.ReportMetric(0, "ns/op")
 }
 
 func mappedMessages(b *testing.B, ev events.SQSEvent) []relay.Message {

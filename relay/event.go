@@ -34,6 +34,9 @@ type eventDecoder struct {
 	recs  []Record
 	errs  []error
 	attrs []Attribute // every record's attributes, carved into per-record slices
+	// each, if set, is called as soon as record i is decoded, so work on it
+	// can start while the rest of the event is read.
+	each func(i int)
 }
 
 func (d *eventDecoder) event() error {
@@ -168,6 +171,9 @@ func (d *eventDecoder) record() error {
 		rerr = fieldErr
 	}
 	d.errs = append(d.errs, rerr)
+	if d.each != nil {
+		d.each(i)
+	}
 	return nil
 }
 

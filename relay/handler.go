@@ -31,28 +31,45 @@ func NewHandler(c Config, p Producer, log *slog.Logger) *Handler {
 }
 
 // Invoke handles one Lambda invocation carrying an SQS event and returns
-// the partial batch response. It returns an error, which fails the whole
-// batch, only when the payload cannot be read record by record (see
-// DecodeEvent).
+// the partial batch response. Records are produced as they are decoded.
+// It returns an error, which fails the whole batch, only when the payload
+// cannot be read record by record (see DecodeEvent); records produced
+// before such a flaw was found may then reach Kafka twice (at least once).
 func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	log := h.requestLog(ctx)
-	recs, errs, err := DecodeEvent(payload)
-	if err != nil {
+	// A record takes at least a few hundred bytes of the event (ids, receipt
+	// handle, digests, attributes): enough to size the slices, which grow
+	// if a batch is denser.
+	hint := max(16, min(len(payload)/256, 10000))
+	b := h.begin(ctx, log, hint)
+	d := &eventDecoder{s: scanner{buf: payload}, recs: make([]Record, 0, hint), errs: make([]error, 0, hint)}
+	d.each = func(i int) { b.record(&d.recs[i], d.errs[i]) }
+	if err := d.event(); err != nil {
+		b.batch.Wait() // settle what was handed over; the batch fails whole
+		err = fmt.Errorf("%w: %w", ErrNotSQSEvent, err)
 		log.Error("cannot read the batch; failing it whole so SQS retries every record", "error", err.Error(), "payloadBytes", len(payload))
 		return nil, fmt.Errorf("decode SQS event: %w", err)
 	}
-	out := h.handle(ctx, log, recs, errs)
-	b, err := json.Marshal(out.Response())
+	out := b.finish(d.recs)
+	resp, err := json.Marshal(out.Response())
 	if err != nil {
 		return nil, fmt.Errorf("encode batch response: %w", err)
 	}
-	return b, nil
+	return resp, nil
 }
 
 // Handle relays recs. errs, when not nil, holds per-record decoding errors
 // (from DecodeEvent): those records fail without being produced.
 func (h *Handler) Handle(ctx context.Context, recs []Record, errs []error) *Outcome {
-	return h.handle(ctx, h.requestLog(ctx), recs, errs)
+	b := h.begin(ctx, h.requestLog(ctx), max(16, len(recs)))
+	for i := range recs {
+		var err error
+		if errs != nil {
+			err = errs[i]
+		}
+		b.record(&recs[i], err)
+	}
+	return b.finish(recs)
 }
 
 func (h *Handler) requestLog(ctx context.Context) *slog.Logger {
@@ -62,81 +79,87 @@ func (h *Handler) requestLog(ctx context.Context) *slog.Logger {
 	return h.log
 }
 
-func (h *Handler) handle(ctx context.Context, log *slog.Logger, recs []Record, decodeErrs []error) *Outcome {
-	out := &Outcome{
-		MessageIDs: make([]string, len(recs)),
-		Errs:       make([]error, len(recs)),
-		Start:      time.Now(),
-	}
-	for i := range recs {
-		out.MessageIDs[i] = recs[i].MessageID
-	}
-	if decodeErrs != nil {
-		copy(out.Errs, decodeErrs)
-	}
+// batchRun is one batch in progress: records are mapped and handed to the
+// producer in batch order as they arrive.
+type batchRun struct {
+	h      *Handler
+	log    *slog.Logger
+	out    *Outcome
+	batch  Batch
+	cancel context.CancelFunc
+	msg    Message // reused: the producer copies each message
+	sizes  []int   // per added message, for the byte count
+	added  []int   // record index of each added message
+	// blocked maps a FIFO message group to the messageId of its first
+	// failure: the group's later records are not produced.
+	blocked map[string]string
+}
+
+func (h *Handler) begin(ctx context.Context, log *slog.Logger, sizeHint int) *batchRun {
+	out := &Outcome{Start: time.Now()}
 	deadline, hasDeadline := ctx.Deadline()
 	if hasDeadline {
 		out.Deadline = deadline
 	}
-	produceBy := produceDeadline(out.Start, deadline, hasDeadline, h.margin)
+	pctx, cancel := context.WithDeadline(ctx, produceDeadline(out.Start, deadline, hasDeadline, h.margin))
+	out.MessageIDs, out.Errs = make([]string, 0, sizeHint), make([]error, 0, sizeHint)
+	return &batchRun{h: h, log: log, out: out, batch: h.producer.Start(pctx, sizeHint), cancel: cancel,
+		added: make([]int, 0, sizeHint), sizes: make([]int, 0, sizeHint)}
+}
 
-	// Map in batch order. In a FIFO queue, a record that fails before
-	// producing blocks the rest of its message group.
-	var blocked map[string]string // group -> messageId of its first failure
-	msgs := make([]Message, len(recs))
-	idx := make([]int, 0, len(recs))
-	// One header array for the batch, carved per message.
-	nh := 0
-	for i := range recs {
-		nh += HeaderCount(&recs[i])
+// record maps one record and hands it to the producer, or fails it.
+func (b *batchRun) record(r *Record, err error) {
+	i := len(b.out.MessageIDs)
+	b.out.MessageIDs = append(b.out.MessageIDs, r.MessageID)
+	group := fifoGroup(r)
+	if err == nil && group != "" {
+		if first, ok := b.blocked[group]; ok {
+			err = groupBlocked(r, first)
+		}
 	}
-	headers := make([]Header, nh)
-	for i := range recs {
-		r := &recs[i]
-		group := fifoGroup(r)
-		if out.Errs[i] == nil && group != "" {
-			if first, ok := blocked[group]; ok {
-				out.Errs[i] = groupBlocked(r, first)
-			}
+	if err == nil {
+		if n := HeaderCount(r); cap(b.msg.Headers) < n {
+			b.msg.Headers = make([]Header, 0, max(n, 16))
+		}
+		err = b.h.mapper.Map(r, &b.msg)
+	}
+	if err == nil {
+		err = b.batch.Add(&b.msg)
+	}
+	if err == nil {
+		b.added = append(b.added, i)
+		b.sizes = append(b.sizes, b.msg.Size())
+		b.out.Errs = append(b.out.Errs, errNotProduced) // until a report says otherwise
+		return
+	}
+	b.out.Errs = append(b.out.Errs, err)
+	if group != "" && b.blocked[group] == "" {
+		if b.blocked == nil {
+			b.blocked = map[string]string{}
+		}
+		b.blocked[group] = r.MessageID
+	}
+}
+
+// finish waits for the producer, applies FIFO group blocking to what
+// failed in delivery, and logs the outcome.
+func (b *batchRun) finish(recs []Record) *Outcome {
+	out := b.out
+	perr, cause := b.batch.Wait()
+	b.cancel()
+	out.Cause = cause
+	for k, i := range b.added {
+		if k < len(perr) {
+			out.Errs[i] = perr[k]
 		}
 		if out.Errs[i] == nil {
-			m := &msgs[len(idx)]
-			n := HeaderCount(r)
-			m.Headers, headers = headers[:0:n], headers[n:]
-			out.Errs[i] = h.mapper.Map(r, m)
-		}
-		if out.Errs[i] != nil {
-			if group != "" && blocked[group] == "" {
-				if blocked == nil {
-					blocked = map[string]string{}
-				}
-				blocked[group] = r.MessageID
-			}
-			continue
-		}
-		idx = append(idx, i)
-	}
-	msgs = msgs[:len(idx)]
-
-	if len(msgs) > 0 {
-		perr := make([]error, len(msgs))
-		for j := range perr {
-			perr[j] = errNotProduced
-		}
-		pctx, cancel := context.WithDeadline(ctx, produceBy)
-		out.Cause = h.producer.Produce(pctx, msgs, perr)
-		cancel()
-		for j, i := range idx {
-			out.Errs[i] = perr[j]
-			if perr[j] == nil {
-				out.Bytes += msgs[j].Size()
-			}
+			out.Bytes += b.sizes[k]
 		}
 	}
 
 	// A FIFO record acknowledged after an earlier failure in its group is
 	// failed too, so SQS redelivers the group's tail in order.
-	if blocked != nil || out.Failed() > 0 {
+	if b.blocked != nil || out.Failed() > 0 {
 		failed := map[string]string{}
 		for i := range recs {
 			group := fifoGroup(&recs[i])
@@ -154,17 +177,17 @@ func (h *Handler) handle(ctx context.Context, log *slog.Logger, recs []Record, d
 	}
 
 	out.End = time.Now()
-	h.logOutcome(log, out)
+	b.h.logOutcome(b.log, out)
 	return out
 }
+
+// errNotProduced is where every handed-over record starts: only a
+// delivery report that says acknowledged turns it into a success.
+var errNotProduced = &ProduceError{Reason: ReasonNotProduced, Err: errors.New("no delivery report from the producer")}
 
 // produceDeadline leaves margin before the invocation's deadline for
 // purging, logging and answering. When less than twice the margin remains,
 // half the remaining time goes to producing and half to the rest.
-// errNotProduced is where every produced record starts: only a delivery
-// report that says acknowledged turns it into a success.
-var errNotProduced = &ProduceError{Reason: ReasonNotProduced, Err: errors.New("no delivery report from the producer")}
-
 func produceDeadline(now, deadline time.Time, ok bool, margin time.Duration) time.Time {
 	if !ok {
 		return now.Add(maxProduceWindow)

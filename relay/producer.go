@@ -5,15 +5,23 @@ import "context"
 // Producer writes messages to Kafka. relay/kafka implements it on
 // librdkafka.
 type Producer interface {
-	// Produce sends msgs and returns once each is acknowledged or failed,
-	// or soon after ctx is done, never later than that by more than the
-	// time needed to purge and collect the last delivery reports.
-	//
-	// errs has one entry per message and arrives filled with non-nil
-	// errors. Produce sets errs[i] to nil only when Kafka acknowledged
-	// msgs[i] with acks=all; it may replace an error with a more precise
-	// one. The returned error is a cause that concerns the whole batch (no
-	// broker reachable, authentication refused, a fatal producer error),
-	// or nil.
-	Produce(ctx context.Context, msgs []Message, errs []error) error
+	// Start begins a batch whose produce deadline is ctx's. sizeHint is the
+	// expected number of messages (it sizes buffers, it is no limit).
+	Start(ctx context.Context, sizeHint int) Batch
+}
+
+// Batch is one batch being produced: messages are handed over as the
+// records are decoded, so producing overlaps decoding.
+type Batch interface {
+	// Add hands msg to the producer without waiting for Kafka. The
+	// producer copies it, so msg may be reused at once. An error means msg
+	// was not enqueued and fails alone.
+	Add(msg *Message) error
+	// Wait returns once every added message is acknowledged or failed, or
+	// soon after the deadline: never later than that by more than the time
+	// needed to purge and collect the last delivery reports. errs[k] is for
+	// the k-th successful Add and is nil only when Kafka acknowledged it
+	// with acks=all. cause concerns the whole batch (no broker reachable,
+	// authentication refused, a fatal producer error), or is nil.
+	Wait() (errs []error, cause error)
 }

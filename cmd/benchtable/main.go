@@ -1,20 +1,35 @@
-// Command benchtable reads `go test -bench` output on stdin and prints the
-// relay's figures as a table, with ratios between benchmarks of the same
-// run. `make bench` runs it.
+// Command benchtable reads `go test -bench` output on stdin, prints it, then
+// prints the relay's figures as tables with the ratios between benchmarks of
+// the same run and the targets, and draws the throughput chart. `make bench`
+// runs it. With -count > 1, each figure is the median of its runs.
 package main
 
 import (
 	"bufio"
+	"flag"
 	"fmt"
+	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
 )
 
+var sizes = []int{10, 100, 1000, 10000}
+
 func main() {
-	// metrics[benchmark][unit] = value, benchmark names without the -N suffix.
-	metrics := map[string]map[string]float64{}
+	chart := flag.String("chart", "", "write the throughput chart (PNG) here")
+	flag.Parse()
+
+	// runs[benchmark][unit] = values, names without the -GOMAXPROCS suffix.
+	runs := map[string]map[string][]float64{}
 	sc := bufio.NewScanner(os.Stdin)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
 		fmt.Println(line)
@@ -26,40 +41,126 @@ func main() {
 		if i := strings.LastIndex(name, "-"); i > 0 {
 			name = name[:i]
 		}
-		m := map[string]float64{}
+		if runs[name] == nil {
+			runs[name] = map[string][]float64{}
+		}
 		for i := 2; i+1 < len(f); i += 2 {
 			if v, err := strconv.ParseFloat(f[i], 64); err == nil {
-				m[f[i+1]] = v
+				runs[name][f[i+1]] = append(runs[name][f[i+1]], v)
 			}
 		}
-		metrics[name] = m
 	}
 	get := func(bench, unit string) (float64, bool) {
-		v, ok := metrics[bench][unit]
-		return v, ok
+		vs := runs[bench][unit]
+		if len(vs) == 0 {
+			return 0, false
+		}
+		s := slices.Clone(vs)
+		slices.Sort(s)
+		return s[len(s)/2], true
 	}
+	rate := func(bench string, n int) (float64, bool) {
+		return get(fmt.Sprintf("%s/records=%d", bench, n), "records/s")
+	}
+
 	fmt.Println()
 	fmt.Println("| measure | figure | target |")
 	fmt.Println("|---|---|---|")
-	relay, okR := get("BenchmarkRelay", "records/s")
-	raw, okW := get("BenchmarkRawProduce", "records/s")
+	row := func(measure, figure, target string) { fmt.Printf("| %s | %s | %s |\n", measure, figure, target) }
+	relay, okR := rate("BenchmarkRelay", 10000)
+	raw, okW := rate("BenchmarkRawProduce", 10000)
+	naive, okN := rate("BenchmarkNaiveProduce", 100)
 	if okR {
-		fmt.Printf("| relay, 10,000 × 1 KiB batch through the handler | %.0f records/s | |\n", relay)
+		row("relay: 10,000 × 1 KiB through the handler", fmt.Sprintf("%.0f records/s", relay), "")
 	}
 	if okW {
-		fmt.Printf("| raw confluent-kafka-go async produce, same messages | %.0f records/s | |\n", raw)
+		row("raw confluent-kafka-go async produce, same messages", fmt.Sprintf("%.0f records/s", raw), "")
 	}
-	if okR && okW && raw > 0 {
-		fmt.Printf("| relay ÷ raw | %.2f | ≥ 0.90 |\n", relay/raw)
+	if okN {
+		row("naive: produce then Flush per message (100 messages)", fmt.Sprintf("%.1f records/s", naive), "")
+	}
+	if okR && okW {
+		row("relay ÷ raw", fmt.Sprintf("%.2f", relay/raw), "≥ 0.90")
+	}
+	if okR && okN {
+		row("relay ÷ naive", fmt.Sprintf("%.0f", relay/naive), "≥ 100")
 	}
 	if a, ok := get("BenchmarkDecodeAndMap", "allocs/record"); ok {
-		fmt.Printf("| heap allocations per record, decoding + mapping | %.2f | ≤ 4 |\n", a)
+		row("heap allocations per record, decoding + mapping", fmt.Sprintf("%.2f", a), "≤ 4")
 	}
-	if a, ok := get("BenchmarkRelay", "allocs/op"); ok {
-		fmt.Printf("| heap allocations per record, whole handler incl. the Go client | %.1f | |\n", a/10000)
+	if a, ok := get("BenchmarkRelay/records=10000", "allocs/op"); ok {
+		row("heap allocations per record, whole handler incl. the Go client", fmt.Sprintf("%.1f", a/10000), "")
+	}
+	if v, ok := get("BenchmarkBinary", "peak-RSS-MB"); ok {
+		mb, _ := get("BenchmarkBinary", "batch-MB")
+		row(fmt.Sprintf("peak RSS of the lambda binary relaying a %.1f MB batch of 10,000 records", mb), fmt.Sprintf("%.1f MB", v), "≤ 64 MB")
+	}
+	if v, ok := get("BenchmarkBinary", "cold-start-ms"); ok {
+		row("cold start: process start to the first /next", fmt.Sprintf("%.1f ms", v), "≤ 30 ms")
+	}
+	first, ok1 := get("BenchmarkBinary", "first-batch-ms")
+	warm, ok2 := get("BenchmarkBinary", "warm-batch-ms")
+	if ok1 && ok2 {
+		row("first batch after cold start vs warm batch, 100 records", fmt.Sprintf("%.1f ms vs %.1f ms", first, warm), "reported")
+	}
+
+	fmt.Println()
+	fmt.Println("| batch size | relay records/s | raw records/s | naive records/s |")
+	fmt.Println("|---|---|---|---|")
+	cell := func(v float64, ok bool) string {
+		if !ok {
+			return "–"
+		}
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	for _, n := range sizes {
+		r, okr := rate("BenchmarkRelay", n)
+		w, okw := rate("BenchmarkRawProduce", n)
+		v, okv := rate("BenchmarkNaiveProduce", n)
+		fmt.Printf("| %d | %s | %s | %s |\n", n, cell(r, okr), cell(w, okw), cell(v, okv))
+	}
+
+	if *chart != "" {
+		if err := draw(*chart, rate); err != nil {
+			fmt.Fprintln(os.Stderr, "benchtable:", err)
+			os.Exit(1)
+		}
+		fmt.Println("\nchart:", *chart)
 	}
 	if !okR || !okW {
 		fmt.Fprintln(os.Stderr, "benchtable: missing BenchmarkRelay or BenchmarkRawProduce figures")
 		os.Exit(1)
 	}
+}
+
+// draw plots throughput by batch size, both axes logarithmic: the naive
+// pattern is three orders of magnitude below the others.
+func draw(path string, rate func(string, int) (float64, bool)) error {
+	p := plot.New()
+	p.Title.Text = "Throughput by batch size (1 KiB records, kfake, 2 cores)"
+	p.X.Label.Text = "records per batch"
+	p.Y.Label.Text = "records/s"
+	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
+	p.X.Tick.Marker, p.Y.Tick.Marker = plot.LogTicks{Prec: -1}, plot.LogTicks{Prec: -1}
+	p.Legend.Top, p.Legend.Left = true, true
+	var args []any
+	for _, s := range []struct{ bench, label string }{
+		{"BenchmarkRelay", "relay (handler)"},
+		{"BenchmarkRawProduce", "raw librdkafka async"},
+		{"BenchmarkNaiveProduce", "naive produce+flush"},
+	} {
+		var pts plotter.XYs
+		for _, n := range sizes {
+			if v, ok := rate(s.bench, n); ok && v > 0 && !math.IsInf(v, 0) {
+				pts = append(pts, plotter.XY{X: float64(n), Y: v})
+			}
+		}
+		if len(pts) > 0 {
+			args = append(args, s.label, pts)
+		}
+	}
+	if err := plotutil.AddLinePoints(p, args...); err != nil {
+		return err
+	}
+	return p.Save(7*vg.Inch, 4.5*vg.Inch, path)
 }

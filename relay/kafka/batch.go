@@ -12,71 +12,103 @@ import (
 	"github.com/sqs-msk-relay/relay/relay"
 )
 
-// batch is one call to Produce. Its delivery channel holds a report for
-// every message it produced, so librdkafka's poller never blocks on it,
-// even for reports that arrive after Produce returned.
-type batch struct {
-	dr   chan kafka.Event
-	wake chan struct{}
-}
-
 // Message states within a batch.
 const (
-	unsent uint8 = iota
-	sent
+	sent uint8 = iota + 1
 	reported
 )
 
-// run is the state of one batch while it produces.
+// slotChunk is how many opaque slots are allocated at a time: pointers to
+// them identify messages in delivery reports without an allocation each,
+// and chunks keep them stable as a batch grows.
+const slotChunk = 1024
+
+// run is one batch while it produces. Its delivery channel is read on
+// every Add and in Wait; reports that arrive after Wait returned are
+// drained by a goroutine, so librdkafka's poller never blocks on them.
 type run struct {
 	s       *session
-	b       *batch
-	errs    []error
-	idx     []int32 // idx[i] == i; &idx[i] is message i's opaque, so no allocation
+	ctx     context.Context
+	release func()
+	dr      chan kafka.Event
+	wake    chan struct{}
+
+	km      kafka.Message // reused: Produce copies it into librdkafka
+	headers []kafka.Header
+	slots   [][]int32
 	state   []uint8
+	errs    []error
 	pending int
+	stopped error // once set, Add refuses with it
+	done    bool
 }
 
-func (s *session) produce(ctx context.Context, msgs []relay.Message, errs []error) error {
-	b := &batch{dr: make(chan kafka.Event, len(msgs)), wake: make(chan struct{}, 1)}
-	s.register(b)
-	defer s.unregister(b)
-	r := &run{s: s, b: b, errs: errs, idx: make([]int32, len(msgs)), state: make([]uint8, len(msgs))}
+var _ relay.Batch = (*run)(nil)
 
-	// One kafka.Message and header slice serve every call: Produce copies
-	// them into librdkafka and keeps no reference.
-	var km kafka.Message
-	km.TopicPartition.Partition = kafka.PartitionAny
-	var headers []kafka.Header
-	for i := range msgs {
-		m := &msgs[i]
-		r.idx[i] = int32(i)
-		headers = headers[:0]
-		for _, h := range m.Headers {
-			headers = append(headers, kafka.Header{Key: h.Key, Value: h.Value})
-		}
-		km.TopicPartition.Topic = &m.Topic
-		km.Key, km.Value, km.Headers, km.Timestamp = m.Key, m.Value, headers, m.Timestamp
-		km.Opaque = &r.idx[i]
-		if err := r.enqueue(ctx, &km); err != nil {
-			errs[i] = err
-			if cause := r.stopCause(ctx); cause != nil {
-				return r.abort(cause)
-			}
-			continue
-		}
-		r.state[i] = sent
-		r.pending++
+// errPending marks a message handed to librdkafka and not yet reported.
+var errPending = &relay.ProduceError{Reason: relay.ReasonNotProduced, Err: errors.New("no delivery report from librdkafka")}
+
+func (s *session) start(ctx context.Context, sizeHint int, release func()) *run {
+	r := &run{s: s, ctx: ctx, release: release, dr: make(chan kafka.Event, sizeHint), wake: make(chan struct{}, 1),
+		state: make([]uint8, 0, sizeHint), errs: make([]error, 0, sizeHint)}
+	r.km.TopicPartition.Partition = kafka.PartitionAny
+	s.register(r)
+	return r
+}
+
+// Add implements relay.Batch.
+func (r *run) Add(m *relay.Message) error {
+	if r.stopped == nil {
+		r.stopped = r.stopCause()
 	}
-	return r.wait(ctx)
+	if r.stopped != nil {
+		return r.stopped
+	}
+	r.drain()
+	i := len(r.state)
+	if i%slotChunk == 0 {
+		r.slots = append(r.slots, make([]int32, slotChunk))
+	}
+	slot := &r.slots[i/slotChunk][i%slotChunk]
+	*slot = int32(i)
+	r.headers = r.headers[:0]
+	for _, h := range m.Headers {
+		r.headers = append(r.headers, kafka.Header{Key: h.Key, Value: h.Value})
+	}
+	r.km.TopicPartition.Topic = &m.Topic
+	r.km.Key, r.km.Value, r.km.Headers, r.km.Timestamp = m.Key, m.Value, r.headers, m.Timestamp
+	r.km.Opaque = slot
+	if err := r.enqueue(); err != nil {
+		if cause := r.stopCause(); cause != nil {
+			r.stopped = cause
+			return cause
+		}
+		return err
+	}
+	r.state = append(r.state, sent)
+	r.errs = append(r.errs, errPending)
+	r.pending++
+	return nil
 }
 
-// enqueue hands one message to librdkafka, waiting for room while its
-// queue is full.
-func (r *run) enqueue(ctx context.Context, km *kafka.Message) error {
+// drain records the reports already waiting, without blocking.
+func (r *run) drain() {
+	for {
+		select {
+		case ev := <-r.dr:
+			r.report(ev)
+		default:
+			return
+		}
+	}
+}
+
+// enqueue hands r.km to librdkafka, waiting for room while its queue is
+// full.
+func (r *run) enqueue() error {
 	var bo backoff.BackOff // made only when the queue is full
 	for {
-		err := r.s.kp.Produce(km, r.b.dr)
+		err := r.s.kp.Produce(&r.km, r.dr)
 		var ke kafka.Error
 		if err == nil || !errors.As(err, &ke) || ke.Code() != kafka.ErrQueueFull {
 			if err != nil {
@@ -92,7 +124,7 @@ func (r *run) enqueue(ctx context.Context, km *kafka.Message) error {
 				MaxInterval:         50 * time.Millisecond,
 				Stop:                backoff.Stop,
 				Clock:               backoff.SystemClock,
-			}, ctx)
+			}, r.ctx)
 			bo.Reset()
 		}
 		next := bo.NextBackOff()
@@ -101,21 +133,21 @@ func (r *run) enqueue(ctx context.Context, km *kafka.Message) error {
 		}
 		t := time.NewTimer(next)
 		select {
-		case ev := <-r.b.dr:
+		case ev := <-r.dr:
 			r.report(ev)
 		case <-t.C:
-		case <-ctx.Done():
+		case <-r.ctx.Done():
 		}
 		t.Stop()
 	}
 }
 
-// stopCause is why the batch must stop now, or nil.
-func (r *run) stopCause(ctx context.Context) error {
+// stopCause is why the batch must take no more messages, or nil.
+func (r *run) stopCause() error {
 	if err := r.s.fatalErr(); err != nil {
 		return fatalCause(err)
 	}
-	if ctx.Err() != nil {
+	if r.ctx.Err() != nil {
 		return errDeadline
 	}
 	return nil
@@ -129,9 +161,24 @@ func fatalCause(err error) error {
 	return &relay.ProduceError{Reason: relay.ReasonFatal, Err: fmt.Errorf("fatal producer error: %w", err)}
 }
 
-// wait collects delivery reports until every message is reported, the
-// deadline passes, or a batch-level cause persists for the grace period.
-func (r *run) wait(ctx context.Context) error {
+// Wait implements relay.Batch: it collects delivery reports until every
+// message is reported, the deadline passes, or a batch-level cause
+// persists for the grace period.
+func (r *run) Wait() ([]error, error) {
+	if r.done {
+		return r.errs, nil
+	}
+	r.done = true
+	defer r.release()
+	defer r.s.unregister(r)
+	cause := r.wait()
+	if r.pending > 0 {
+		go drainLate(r.dr, r.pending, r.s.done)
+	}
+	return r.errs, cause
+}
+
+func (r *run) wait() error {
 	var grace *time.Timer
 	defer func() {
 		if grace != nil {
@@ -148,9 +195,9 @@ func (r *run) wait(ctx context.Context) error {
 	checkTrouble()
 	for r.pending > 0 {
 		select {
-		case ev := <-r.b.dr:
+		case ev := <-r.dr:
 			r.report(ev)
-		case <-r.b.wake:
+		case <-r.wake:
 			if err := r.s.fatalErr(); err != nil {
 				return r.abort(fatalCause(err))
 			}
@@ -160,9 +207,12 @@ func (r *run) wait(ctx context.Context) error {
 			if t := r.s.currentTrouble(); t != nil {
 				return r.abort(&relay.ProduceError{Reason: t.reason, Err: t.err})
 			}
-		case <-ctx.Done():
+		case <-r.ctx.Done():
 			return r.abort(errDeadline)
 		}
+	}
+	if r.stopped != nil && r.stopped != errDeadline {
+		return r.stopped
 	}
 	return nil
 }
@@ -174,7 +224,7 @@ func (r *run) report(ev kafka.Event) {
 		return
 	}
 	p, ok := m.Opaque.(*int32)
-	if !ok || r.state[*p] != sent {
+	if !ok || int(*p) >= len(r.state) || r.state[*p] != sent {
 		return
 	}
 	i := *p
@@ -200,7 +250,7 @@ func (r *run) abort(cause error) error {
 	drain:
 		for r.pending > 0 {
 			select {
-			case ev := <-r.b.dr:
+			case ev := <-r.dr:
 				r.report(ev)
 			case <-t.C:
 				break drain
@@ -213,9 +263,7 @@ func (r *run) abort(cause error) error {
 		failure = &relay.ProduceError{Reason: relay.ReasonOf(cause), Err: cause}
 	}
 	for i, st := range r.state {
-		if st == unsent && r.errs[i] != nil && relay.ReasonOf(r.errs[i]) == relay.ReasonNotProduced ||
-			st == sent ||
-			st == reported && r.errs[i] != nil && relay.ReasonOf(r.errs[i]) == "purged" {
+		if st == sent || st == reported && r.errs[i] != nil && relay.ReasonOf(r.errs[i]) == "purged" {
 			r.errs[i] = failure
 		}
 	}
@@ -224,3 +272,22 @@ func (r *run) abort(cause error) error {
 	}
 	return cause
 }
+
+// drainLate reads the reports of a finished batch until all n came or the
+// producer closed.
+func drainLate(dr chan kafka.Event, n int, closed <-chan struct{}) {
+	for n > 0 {
+		select {
+		case <-dr:
+			n--
+		case <-closed:
+			return
+		}
+	}
+}
+
+// failedBatch is a batch that cannot produce at all: no producer.
+type failedBatch struct{ err error }
+
+func (f failedBatch) Add(*relay.Message) error { return f.err }
+func (f failedBatch) Wait() ([]error, error)   { return nil, f.err }

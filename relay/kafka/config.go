@@ -49,8 +49,8 @@ func ConfigMap(c relay.Config) kafka.ConfigMap {
 		"enable.idempotence":                 true,
 		"acks":                               "all",
 		"partitioner":                        "murmur2_random", // where Java clients put a key
-		"linger.ms":                          5,
-		"batch.num.messages":                 10000, // an SQS batch at most
+		"linger.ms":                          0,                // a batch is handed over at once: no need to wait for more
+		"batch.num.messages":                 10000,            // an SQS batch at most
 		"batch.size":                         1000000,
 		"message.timeout.ms":                 messageTimeoutMs,
 		"message.max.bytes":                  maxBytes,

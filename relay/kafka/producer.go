@@ -81,18 +81,16 @@ func New(c relay.Config, log *slog.Logger, opts ...Option) (*Producer, error) {
 	return p, nil
 }
 
-// Produce implements relay.Producer.
-func (p *Producer) Produce(ctx context.Context, msgs []relay.Message, errs []error) error {
+// Start implements relay.Producer. It first replaces a producer that
+// suffered a fatal error, and refreshes an OAUTHBEARER token that is about
+// to expire (a sandbox thawed after a long freeze).
+func (p *Producer) Start(ctx context.Context, sizeHint int) relay.Batch {
 	s, err := p.acquire()
 	if err != nil {
-		for i := range errs {
-			errs[i] = &relay.ProduceError{Reason: relay.ReasonFatal, Err: err}
-		}
-		return err
+		return failedBatch{&relay.ProduceError{Reason: relay.ReasonFatal, Err: err}}
 	}
-	defer p.release(s)
 	s.ensureToken(ctx)
-	return s.produce(ctx, msgs, errs)
+	return s.start(ctx, sizeHint, func() { p.release(s) })
 }
 
 // Close purges what is still queued and closes the librdkafka producer.
@@ -168,7 +166,7 @@ func (p *Producer) newSession() (*session, error) {
 		log:     p.log,
 		tokens:  p.tokens,
 		ident:   p.ident,
-		batches: map[*batch]struct{}{},
+		batches: map[*run]struct{}{},
 		done:    make(chan struct{}),
 	}
 	go s.serveEvents()

@@ -27,16 +27,20 @@ func testConfig(brokers string) relay.Config {
 
 func produceN(t *testing.T, p *Producer, n int) []error {
 	t.Helper()
-	msgs := make([]relay.Message, n)
-	errs := make([]error, n)
-	for i := range msgs {
-		msgs[i] = relay.Message{Topic: "events", Value: []byte(fmt.Sprint(i))}
-		errs[i] = fmt.Errorf("not produced")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if cause := p.Produce(ctx, msgs, errs); cause != nil {
+	b := p.Start(ctx, n)
+	for i := range n {
+		if err := b.Add(&relay.Message{Topic: "events", Value: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatalf("Add %d: %v", i, err)
+		}
+	}
+	errs, cause := b.Wait()
+	if cause != nil {
 		t.Fatalf("batch-level cause: %v", cause)
+	}
+	if len(errs) != n {
+		t.Fatalf("%d results for %d messages", len(errs), n)
 	}
 	return errs
 }

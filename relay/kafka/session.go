@@ -34,7 +34,7 @@ type session struct {
 	retired bool
 
 	mu      sync.Mutex
-	batches map[*batch]struct{}
+	batches map[*run]struct{}
 	fatal   error
 	trouble *trouble // a batch-level cause seen since the last acknowledgement
 	lastErr string   // the last client error, to say why every broker is down
@@ -66,13 +66,13 @@ func (s *session) acknowledged() {
 	s.mu.Unlock()
 }
 
-func (s *session) register(b *batch) {
+func (s *session) register(b *run) {
 	s.mu.Lock()
 	s.batches[b] = struct{}{}
 	s.mu.Unlock()
 }
 
-func (s *session) unregister(b *batch) {
+func (s *session) unregister(b *run) {
 	s.mu.Lock()
 	delete(s.batches, b)
 	s.mu.Unlock()

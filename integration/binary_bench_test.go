@@ -1,0 +1,105 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/sqs-msk-relay/relay/integration/broker"
+	"github.com/sqs-msk-relay/relay/integration/runtimeapi"
+)
+
+// peakRSS is the process's high-water resident set (VmHWM), in bytes.
+func peakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM for %d", pid)
+}
+
+// BenchmarkBinary measures the real lambda binary under a Runtime API on
+// loopback: cold start (process start to its first /next), the first
+// batch (connection, metadata, producer id) and a warm batch of 100
+// records, and peak RSS after relaying a 6 MB batch of 10,000 records.
+func BenchmarkBinary(b *testing.B) {
+	c, err := broker.Start(3, []string{"events"}, kfake.BlackholeProduce())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	// A 6 MB event (Lambda's payload limit) of 10,000 records: bodies sized
+	// so that each record, envelope included, is about 600 bytes.
+	big := benchEvent(10000)
+	for i := range big.Records {
+		big.Records[i].Body = ""
+	}
+	empty, _ := json.Marshal(big)
+	body := strings.Repeat("y", (6000000-len(empty))/len(big.Records))
+	for i := range big.Records {
+		big.Records[i].Body = body
+	}
+	bigPayload, _ := json.Marshal(big)
+	smallPayload, _ := json.Marshal(benchEvent(100))
+
+	var coldMs, firstMs, warmMs, rssMB float64
+	for range b.N {
+		api, err := runtimeapi.Start()
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		cmd, err := StartFunction([]string{binary}, api.Addr(),
+			[]string{"RELAY_BROKERS=" + c.Addrs(), "RELAY_TOPIC=events", "RELAY_AUTH=none", "RELAY_LOG_LEVEL=warn"}, devNull{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		invoke := func(p []byte) time.Duration {
+			t0 := time.Now()
+			res, err := api.Invoke(ctx, p, 30*time.Second)
+			if err != nil || res.Error || string(res.Payload) != `{"batchItemFailures":[]}` {
+				b.Fatalf("invoke: %s %v", res.Payload, err)
+			}
+			return time.Since(t0)
+		}
+		first := invoke(smallPayload)
+		coldMs += float64(api.FirstNext().Sub(start).Microseconds()) / 1000
+		firstMs += float64(first.Microseconds()) / 1000
+		warmMs += float64(invoke(smallPayload).Microseconds()) / 1000
+		invoke(bigPayload)
+		rss, err := peakRSS(cmd.Process.Pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rssMB += float64(rss) / (1 << 20)
+		cancel()
+		cmd.Process.Kill()
+		cmd.Wait()
+		api.Close()
+	}
+	n := float64(b.N)
+	b.ReportMetric(coldMs/n, "cold-start-ms")
+	b.ReportMetric(firstMs/n, "first-batch-ms")
+	b.ReportMetric(warmMs/n, "warm-batch-ms")
+	b.ReportMetric(rssMB/n, "peak-RSS-MB")
+	b.ReportMetric(float64(len(bigPayload))/(1<<20), "batch-MB")
+	b.ReportMetric(0, "ns/op")
+}
+
+type devNull struct{}
+
+func (devNull) Write(p []byte) (int, error) { return len(p), nil }
