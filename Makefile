@@ -16,7 +16,7 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 all: build
 
 ## run: relay a generated SQS batch (with a few bad records) into an embedded broker and print the outcome
-run:
+run: node_modules
 	$(GO) run ./cmd/relay-local
 
 ## test: every test, against real protocol peers on 127.0.0.1; packages the arm64 function first

@@ -1,24 +1,27 @@
-// Command relay-local runs the relay's handler end to end on embedded
-// defaults: an in-process Kafka-protocol broker, a generated SQS batch with
-// a few bad records, and a real librdkafka producer. It prints the batch
-// response and what landed in Kafka. `make run` runs it.
+// Command relay-local runs the whole pipeline on the local stack: an
+// embedded Kafka-protocol broker, the SQS emulator with a source queue and
+// its DLQ, the real lambda binary under a Runtime API, and an event source
+// mapping between them. It sends a few thousand sample messages (a few of
+// them poison), runs until the queue is drained, and prints what became of
+// every message. `make run` runs it.
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
+	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
-	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/sqs-msk-relay/relay/integration"
+)
 
-	"github.com/sqs-msk-relay/relay/integration/broker"
-	"github.com/sqs-msk-relay/relay/relay"
-	"github.com/sqs-msk-relay/relay/relay/kafka"
+const (
+	messages   = 3000
+	batchSize  = 100
+	maxReceive = 3 // deployments use at least 5; 3 keeps the demo short
 )
 
 func main() {
@@ -29,101 +32,91 @@ func main() {
 }
 
 func run() error {
-	c, err := broker.Start(3, []string{"events", "audit"})
+	root, err := integration.RepoRoot()
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	logPath := filepath.Join(root, "build", "relay-local.log")
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return err
+	}
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
 
-	env := map[string]string{
-		"RELAY_BROKERS":           c.Addrs(),
-		"RELAY_TOPIC":             "events",
-		"RELAY_AUTH":              "none",
-		"RELAY_TOPIC_ATTRIBUTE":   "route",
-		"RELAY_ALLOWED_TOPICS":    "audit",
-		"RELAY_KEY_ATTRIBUTE":     "customer",
-		"RELAY_MAX_MESSAGE_BYTES": "4096",
+	env := []string{
+		"RELAY_TOPIC=events", "RELAY_TOPIC_ATTRIBUTE=route", "RELAY_ALLOWED_TOPICS=audit",
+		"RELAY_KEY_ATTRIBUTE=customer", "RELAY_MAX_MESSAGE_BYTES=4096",
 	}
-	fmt.Println("configuration:")
-	for _, k := range []string{"RELAY_BROKERS", "RELAY_TOPIC", "RELAY_AUTH", "RELAY_TOPIC_ATTRIBUTE", "RELAY_ALLOWED_TOPICS", "RELAY_KEY_ATTRIBUTE", "RELAY_MAX_MESSAGE_BYTES"} {
-		fmt.Printf("  %s=%s\n", k, env[k])
-	}
-	cfg, err := relay.ConfigFromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	fmt.Println("starting the local stack: kfake broker, fauxqs (SQS), the lambda binary under a Runtime API...")
+	t0 := time.Now()
+	s, err := integration.StartStack(integration.StackConfig{
+		Root: root, Topics: []string{"events", "audit"}, FunctionEnv: env,
+		FunctionTimeout: 10 * time.Second, Logs: logFile,
+	})
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	p, err := kafka.New(cfg, log)
+	defer s.Close()
+	ctx := context.Background()
+	q, err := s.CreateQueue(ctx, "orders", false, 2*time.Second, maxReceive)
 	if err != nil {
 		return err
 	}
-	defer p.Close()
-	h := relay.NewHandler(cfg, p, log)
+	fmt.Printf("  ready in %v\n  function settings: %s\n  queue %s, DLQ after %d receives\n\n", time.Since(t0).Round(time.Millisecond), strings.Join(env, " "), q.ARN, maxReceive)
 
-	payload, err := json.Marshal(sampleBatch())
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ctx = lambdacontext.NewContext(ctx, &lambdacontext.LambdaContext{AwsRequestID: "local-1"})
-	fmt.Printf("\ninvoking the handler with %d records (logs on stderr)...\n", len(sampleBatch().Records))
-	resp, err := h.Invoke(ctx, payload)
-	if err != nil {
-		return fmt.Errorf("invoke: %w", err)
-	}
-	fmt.Printf("\nbatch response (records SQS will retry):\n  %s\n", resp)
-
-	for _, topic := range []string{"events", "audit"} {
-		recs, err := c.Records(topic, 10*time.Second)
-		if err != nil {
-			return err
+	poison := map[int]string{}
+	sent, err := s.Send(ctx, q, "order", messages, func(i int) integration.Message {
+		m := integration.Message{Body: fmt.Sprintf(`{"order":%d,"status":"paid"}`, i), Attrs: map[string]string{"customer": fmt.Sprintf("c-%d", i%50)}}
+		switch {
+		case i%600 == 17:
+			m.Body = strings.Repeat("x", 5000)
+			poison[i] = "oversized body"
+		case i%600 == 301:
+			m.Attrs["route"] = "payroll"
+			poison[i] = "topic off the allow-list"
+		case i%10 == 3:
+			m.Attrs["route"] = "audit"
 		}
-		fmt.Printf("\nin Kafka topic %q: %d records\n", topic, len(recs))
-		for _, r := range recs {
-			id := ""
-			for _, hd := range r.Headers {
-				if hd.Key == relay.HeaderMessageID {
-					id = string(hd.Value)
-				}
-			}
-			val := string(r.Value)
-			if len(val) > 40 {
-				val = val[:40] + "…"
-			}
-			fmt.Printf("  p%d@%-3d key=%-8q %s=%-10s %d headers  %s\n", r.Partition, r.Offset, r.Key, relay.HeaderMessageID, id, len(r.Headers), val)
+		return m
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("sent %d messages to SQS (%d of them poison); relaying with batches of up to %d...\n", len(sent), len(poison), batchSize)
+
+	t1 := time.Now()
+	m := s.Mapping(q, batchSize, 500*time.Millisecond)
+	if err := s.Drain(ctx, 5*time.Minute, []integration.Queue{q}, m.Run); err != nil {
+		return err
+	}
+	took := time.Since(t1)
+	r, err := s.Account(ctx, []string{"events", "audit"}, q, sent)
+	if err != nil {
+		return err
+	}
+	st := m.Stats()
+	fmt.Printf("\ndrained in %v (%d invocations, %d records delivered to the function)\n\n", took.Round(time.Millisecond), st.Invocations, st.Records)
+	fmt.Printf("  sent to SQS         %5d\n", r.Sent)
+	fmt.Printf("  delivered to Kafka  %5d  (events %d, audit %d records)\n", r.InKafka, s.Kafka.Count("events"), s.Kafka.Count("audit"))
+	fmt.Printf("  in the DLQ          %5d\n", r.InDLQ)
+	fmt.Printf("  duplicates in Kafka %5d  (consumers drop them by the sqs:message-id header)\n", r.Duplicates)
+	fmt.Printf("  lost                %5d\n", len(r.Lost))
+	var dlq []string
+	for i, why := range poison {
+		mark := "MISSING from the DLQ"
+		if r.DLQ[sent[i]] {
+			mark = "in the DLQ"
 		}
+		dlq = append(dlq, fmt.Sprintf("    %s: %s, %s", sent[i], why, mark))
+	}
+	sort.Strings(dlq)
+	fmt.Printf("\npoison messages:\n%s\n", strings.Join(dlq, "\n"))
+	fmt.Printf("\nthe function's JSON logs: %s\n", logPath)
+	if len(r.Lost) > 0 {
+		return fmt.Errorf("%d messages lost: %v", len(r.Lost), r.Lost)
 	}
 	return nil
 }
-
-// sampleBatch is 20 records: most good, some routed to the audit topic,
-// and three bad ones that must come back as failures.
-func sampleBatch() events.SQSEvent {
-	var ev events.SQSEvent
-	for i := range 20 {
-		m := events.SQSMessage{
-			MessageId:      fmt.Sprintf("msg-%02d", i),
-			Body:           fmt.Sprintf(`{"order":%d,"status":"paid"}`, i),
-			EventSourceARN: "arn:aws:sqs:eu-west-1:123456789012:orders",
-			Attributes:     map[string]string{"SentTimestamp": fmt.Sprint(time.Now().UnixMilli()), "ApproximateReceiveCount": "1"},
-			MessageAttributes: map[string]events.SQSMessageAttribute{
-				"customer": {DataType: "String", StringValue: ptr(fmt.Sprintf("c-%d", i%4))},
-			},
-		}
-		switch i {
-		case 5:
-			m.Body = strings.Repeat("x", 5000) // oversized
-		case 9:
-			m.MessageAttributes["route"] = events.SQSMessageAttribute{DataType: "String", StringValue: ptr("payroll")} // off the allow-list
-		case 13:
-			m.MessageAttributes["sig"] = events.SQSMessageAttribute{DataType: "Binary"} // Binary without a value
-		case 3, 17:
-			m.MessageAttributes["route"] = events.SQSMessageAttribute{DataType: "String", StringValue: ptr("audit")}
-		}
-		ev.Records = append(ev.Records, m)
-	}
-	return ev
-}
-
-func ptr(s string) *string { return &s }
