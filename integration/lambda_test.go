@@ -171,6 +171,59 @@ func TestBinaryRelaysUnderRuntimeAPI(t *testing.T) {
 			t.Errorf("log line is not JSON: %s", line)
 		}
 	}
+	checkEMF(t, out)
+}
+
+// checkEMF parses the function's Embedded Metric Format documents: one per
+// batch (3 records, 1 oversized; then 2 records), and one per failure
+// reason, each declaring its metrics for CloudWatch.
+func checkEMF(t *testing.T, out string) {
+	t.Helper()
+	type directive struct {
+		Namespace  string
+		Dimensions [][]string
+		Metrics    []struct{ Name, Unit string }
+	}
+	var batches, reasons []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var doc map[string]any
+		if json.Unmarshal([]byte(line), &doc) != nil || doc["_aws"] == nil {
+			continue
+		}
+		var meta struct {
+			Timestamp         int64
+			CloudWatchMetrics []directive
+		}
+		b, _ := json.Marshal(doc["_aws"])
+		if err := json.Unmarshal(b, &meta); err != nil || meta.Timestamp == 0 || len(meta.CloudWatchMetrics) != 1 {
+			t.Fatalf("bad _aws metadata: %s", line)
+		}
+		d := meta.CloudWatchMetrics[0]
+		if d.Namespace != "SqsMskRelay" || len(d.Dimensions) != 1 || doc["FunctionName"] != "relay-local" {
+			t.Errorf("bad directive: %s", line)
+		}
+		for _, m := range d.Metrics {
+			if _, ok := doc[m.Name].(float64); !ok {
+				t.Errorf("metric %s declared but has no number: %s", m.Name, line)
+			}
+		}
+		if _, ok := doc["Reason"]; ok {
+			reasons = append(reasons, doc)
+		} else {
+			batches = append(batches, doc)
+		}
+	}
+	if len(batches) != 2 || len(reasons) != 1 {
+		t.Fatalf("%d batch documents and %d reason documents, want 2 and 1", len(batches), len(reasons))
+	}
+	first := batches[0]
+	if first["Records"] != 3.0 || first["Succeeded"] != 2.0 || first["Failed"] != 1.0 || first["Bytes"].(float64) <= 0 ||
+		first["ProduceLatencyP99"] == nil || first["TimeLeftAtReturn"].(float64) <= 0 {
+		t.Errorf("first batch metrics %v", first)
+	}
+	if reasons[0]["Reason"] != "oversized" || reasons[0]["FailedRecords"] != 1.0 {
+		t.Errorf("reason metrics %v", reasons[0])
+	}
 }
 
 func TestBinaryUnreadableEventIsFunctionError(t *testing.T) {

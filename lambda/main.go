@@ -63,7 +63,9 @@ func main() {
 		initFailed(log, "Runtime.ProducerError", err)
 	}
 	log.Info("relay ready", "brokers", cfg.Brokers, "topic", cfg.Topic, "auth", cfg.Auth, "clientId", cfg.ClientID)
-	lambda.Start(relay.NewHandler(cfg, p, log))
+	h := relay.NewHandler(cfg, p, log)
+	h.Metrics = &relay.Metrics{W: os.Stdout, FunctionName: cfg.ClientID}
+	lambda.Start(h)
 }
 
 func initFailed(log *slog.Logger, errorType string, err error) {

@@ -23,6 +23,9 @@ type Handler struct {
 	producer Producer
 	log      *slog.Logger
 	margin   time.Duration
+
+	// Metrics, if set, receives each batch's metrics in CloudWatch EMF.
+	Metrics *Metrics
 }
 
 // NewHandler returns a handler that maps with c and produces with p.
@@ -147,6 +150,7 @@ func (b *batchRun) finish(recs []Record) *Outcome {
 	out := b.out
 	perr, cause := b.batch.Wait()
 	b.cancel()
+	latencies := b.batch.Latencies()
 	out.Cause = cause
 	for k, i := range b.added {
 		if k < len(perr) {
@@ -178,6 +182,7 @@ func (b *batchRun) finish(recs []Record) *Outcome {
 
 	out.End = time.Now()
 	b.h.logOutcome(b.log, out)
+	b.h.Metrics.Emit(out, latencies)
 	return out
 }
 

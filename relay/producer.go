@@ -1,6 +1,9 @@
 package relay
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Producer writes messages to Kafka. relay/kafka implements it on
 // librdkafka.
@@ -24,4 +27,7 @@ type Batch interface {
 	// with acks=all. cause concerns the whole batch (no broker reachable,
 	// authentication refused, a fatal producer error), or is nil.
 	Wait() (errs []error, cause error)
+	// Latencies are the produce latencies of the acknowledged messages,
+	// from Add to the acknowledgement; valid after Wait.
+	Latencies() []time.Duration
 }

@@ -38,6 +38,9 @@ type run struct {
 	slots   [][]int32
 	state   []uint8
 	errs    []error
+	sentAt  []int64         // per message, monotonic nanoseconds since start
+	lat     []time.Duration // of acknowledged messages
+	t0      time.Time
 	pending int
 	stopped error // once set, Add refuses with it
 	done    bool
@@ -50,7 +53,7 @@ var errPending = &relay.ProduceError{Reason: relay.ReasonNotProduced, Err: error
 
 func (s *session) start(ctx context.Context, sizeHint int, release func()) *run {
 	r := &run{s: s, ctx: ctx, release: release, dr: make(chan kafka.Event, sizeHint), wake: make(chan struct{}, 1),
-		state: make([]uint8, 0, sizeHint), errs: make([]error, 0, sizeHint)}
+		state: make([]uint8, 0, sizeHint), errs: make([]error, 0, sizeHint), sentAt: make([]int64, 0, sizeHint), t0: time.Now()}
 	r.km.TopicPartition.Partition = kafka.PartitionAny
 	s.register(r)
 	return r
@@ -87,6 +90,7 @@ func (r *run) Add(m *relay.Message) error {
 	}
 	r.state = append(r.state, sent)
 	r.errs = append(r.errs, errPending)
+	r.sentAt = append(r.sentAt, int64(time.Since(r.t0)))
 	r.pending++
 	return nil
 }
@@ -235,8 +239,12 @@ func (r *run) report(ev kafka.Event) {
 		return
 	}
 	r.errs[i] = nil
+	r.lat = append(r.lat, time.Since(r.t0)-time.Duration(r.sentAt[i]))
 	r.s.acknowledged()
 }
+
+// Latencies implements relay.Batch.
+func (r *run) Latencies() []time.Duration { return r.lat }
 
 // abort purges the producer's queued and in-flight messages, collects the
 // reports that follow, and fails every message still unreported with
@@ -289,5 +297,6 @@ func drainLate(dr chan kafka.Event, n int, closed <-chan struct{}) {
 // failedBatch is a batch that cannot produce at all: no producer.
 type failedBatch struct{ err error }
 
-func (f failedBatch) Add(*relay.Message) error { return f.err }
-func (f failedBatch) Wait() ([]error, error)   { return nil, f.err }
+func (f failedBatch) Add(*relay.Message) error   { return f.err }
+func (f failedBatch) Wait() ([]error, error)     { return nil, f.err }
+func (f failedBatch) Latencies() []time.Duration { return nil }
