@@ -276,3 +276,39 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestBinaryAnswersDoctorEvent(t *testing.T) {
+	c, err := broker.Start(1, []string{"events"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	for _, tc := range []struct {
+		topic  string
+		ok     bool
+		inHint string
+	}{{"events", true, ""}, {"orders", false, "MSK does not create topics"}} {
+		api, _, _ := startFunction(t, "RELAY_BROKERS="+c.Addrs(), "RELAY_TOPIC="+tc.topic, "RELAY_AUTH=none")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		res, err := api.Invoke(ctx, []byte(`{"relay":"doctor"}`), 20*time.Second)
+		cancel()
+		if err != nil || res.Error {
+			t.Fatalf("doctor invocation: %s %v", res.Payload, err)
+		}
+		var rep struct {
+			OK    bool
+			Steps []struct {
+				Step string
+				OK   bool
+				Hint string
+			}
+		}
+		if err := json.Unmarshal(res.Payload, &rep); err != nil {
+			t.Fatalf("report %s: %v", res.Payload, err)
+		}
+		last := rep.Steps[len(rep.Steps)-1]
+		if rep.OK != tc.ok || last.Step != "topic "+tc.topic || last.OK != tc.ok || !strings.Contains(last.Hint, tc.inHint) {
+			t.Errorf("topic %s: report %s", tc.topic, res.Payload)
+		}
+	}
+}

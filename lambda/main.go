@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/sqs-msk-relay/relay/relay"
+	"github.com/sqs-msk-relay/relay/relay/doctor"
 	"github.com/sqs-msk-relay/relay/relay/kafka"
 	"github.com/sqs-msk-relay/relay/relay/mskiam"
 	"github.com/sqs-msk-relay/relay/relay/runtimeapi"
@@ -39,10 +40,10 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), initBudget)
 	defer cancel()
 	var opts []kafka.Option
+	var tokens *mskiam.Provider
 	switch {
 	case cfg.Auth == relay.AuthIAM:
-		tokens, err := mskiam.New(ctx, cfg.AWSRegion, cfg.IAMRoleARN)
-		if err != nil {
+		if tokens, err = mskiam.New(ctx, cfg.AWSRegion, cfg.IAMRoleARN); err != nil {
 			initFailed(log, "Runtime.AuthError", err)
 		}
 		tokens.MaxLifetime = cfg.IAMTokenLifetime
@@ -65,6 +66,13 @@ func main() {
 	log.Info("relay ready", "brokers", cfg.Brokers, "topic", cfg.Topic, "auth", cfg.Auth, "clientId", cfg.ClientID)
 	h := relay.NewHandler(cfg, p, log)
 	h.Metrics = &relay.Metrics{W: os.Stdout, FunctionName: cfg.ClientID}
+	h.Diagnose = func(ctx context.Context) any {
+		dopts := doctor.Options{}
+		if tokens != nil {
+			dopts.Tokens = tokens
+		}
+		return doctor.Run(ctx, cfg, dopts)
+	}
 	lambda.Start(h)
 }
 

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,6 +27,20 @@ type Handler struct {
 
 	// Metrics, if set, receives each batch's metrics in CloudWatch EMF.
 	Metrics *Metrics
+	// Diagnose, if set, answers a diagnostic event ({"relay":"doctor"})
+	// with its report as the invocation's result.
+	Diagnose func(ctx context.Context) any
+}
+
+// isDiagnostic reports whether payload is {"relay":"doctor"}.
+func isDiagnostic(payload []byte) bool {
+	if len(payload) > 64 || !bytes.Contains(payload, []byte(`"relay"`)) {
+		return false
+	}
+	var ev struct {
+		Relay string `json:"relay"`
+	}
+	return json.Unmarshal(payload, &ev) == nil && ev.Relay == "doctor"
 }
 
 // NewHandler returns a handler that maps with c and produces with p.
@@ -40,6 +55,10 @@ func NewHandler(c Config, p Producer, log *slog.Logger) *Handler {
 // before such a flaw was found may then reach Kafka twice (at least once).
 func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	log := h.requestLog(ctx)
+	if h.Diagnose != nil && isDiagnostic(payload) {
+		log.Info("diagnostic event: running the doctor")
+		return json.Marshal(h.Diagnose(ctx))
+	}
 	// A record takes at least a few hundred bytes of the event (ids, receipt
 	// handle, digests, attributes): enough to size the slices, which grow
 	// if a batch is denser.

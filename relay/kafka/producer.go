@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -172,4 +173,90 @@ func (p *Producer) newSession() (*session, error) {
 	go s.serveEvents()
 	go s.serveLogs()
 	return s, nil
+}
+
+// Metadata asks the cluster for its brokers and, if topic is not empty,
+// that topic (all topics otherwise), waiting at most until ctx's deadline.
+// It connects and authenticates as produce would.
+func (p *Producer) Metadata(ctx context.Context, topic string) (*kafka.Metadata, error) {
+	s, err := p.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer p.release(s)
+	s.ensureToken(ctx)
+	timeout := 10 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	var t *string
+	if topic != "" {
+		t = &topic
+	}
+	md, err := s.kp.GetMetadata(t, topic == "", int(timeout.Milliseconds()))
+	if err != nil {
+		if tr := s.currentTrouble(); tr != nil {
+			return nil, fmt.Errorf("%w (%s)", tr.err, err)
+		}
+		s.mu.Lock()
+		last := s.lastErr
+		s.mu.Unlock()
+		if last != "" {
+			return nil, fmt.Errorf("%w (last error: %s%s)", err, last, hintSuffix(last))
+		}
+		return nil, err
+	}
+	return md, nil
+}
+
+// MinInsyncReplicas is topic's min.insync.replicas.
+func (p *Producer) MinInsyncReplicas(ctx context.Context, topic string) (int, error) {
+	s, err := p.acquire()
+	if err != nil {
+		return 0, err
+	}
+	defer p.release(s)
+	ac, err := kafka.NewAdminClientFromProducer(s.kp)
+	if err != nil {
+		return 0, err
+	}
+	defer ac.Close()
+	res, err := ac.DescribeConfigs(ctx, []kafka.ConfigResource{{Type: kafka.ResourceTopic, Name: topic}})
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range res {
+		if r.Error.Code() != kafka.ErrNoError {
+			return 0, r.Error
+		}
+		if e, ok := r.Config["min.insync.replicas"]; ok {
+			return strconv.Atoi(e.Value)
+		}
+	}
+	return 1, nil // Kafka's default
+}
+
+// Hint returns advice for a librdkafka error message, or "".
+func Hint(msg string) string { return hint(msg) }
+
+// Controller is the id of the cluster's controller broker.
+func (p *Producer) Controller(ctx context.Context) (int, error) {
+	s, err := p.acquire()
+	if err != nil {
+		return 0, err
+	}
+	defer p.release(s)
+	ac, err := kafka.NewAdminClientFromProducer(s.kp)
+	if err != nil {
+		return 0, err
+	}
+	defer ac.Close()
+	res, err := ac.DescribeCluster(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if res.Controller == nil {
+		return -1, nil
+	}
+	return res.Controller.ID, nil
 }
