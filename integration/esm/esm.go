@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/sqs-msk-relay/relay/integration/runtimeapi"
+	relaysqs "github.com/sqs-msk-relay/relay/relay/sqs"
 )
 
 // Mapping polls one queue for one function.
@@ -100,11 +101,7 @@ func (m *Mapping) Poll(ctx context.Context) (int, error) {
 }
 
 func (m *Mapping) invoke(ctx context.Context, msgs []types.Message) error {
-	ev := events.SQSEvent{Records: make([]events.SQSMessage, len(msgs))}
-	for i, msg := range msgs {
-		ev.Records[i] = m.record(msg)
-	}
-	payload, err := json.Marshal(ev)
+	payload, err := json.Marshal(relaysqs.Event(msgs, m.QueueARN, m.Region))
 	if err != nil {
 		return err
 	}
@@ -169,30 +166,4 @@ func failures(res runtimeapi.Result, err error, msgs []types.Message) (map[strin
 		failed[f.ItemIdentifier] = true
 	}
 	return failed, nil
-}
-
-// record converts a received message into an event record.
-func (m *Mapping) record(msg types.Message) events.SQSMessage {
-	r := events.SQSMessage{
-		MessageId:              aws.ToString(msg.MessageId),
-		ReceiptHandle:          aws.ToString(msg.ReceiptHandle),
-		Body:                   aws.ToString(msg.Body),
-		Md5OfBody:              aws.ToString(msg.MD5OfBody),
-		Md5OfMessageAttributes: aws.ToString(msg.MD5OfMessageAttributes),
-		Attributes:             map[string]string{},
-		MessageAttributes:      map[string]events.SQSMessageAttribute{},
-		EventSourceARN:         m.QueueARN,
-		EventSource:            "aws:sqs",
-		AWSRegion:              m.Region,
-	}
-	for k, v := range msg.Attributes {
-		r.Attributes[k] = v
-	}
-	for k, v := range msg.MessageAttributes {
-		r.MessageAttributes[k] = events.SQSMessageAttribute{
-			StringValue: v.StringValue, BinaryValue: v.BinaryValue, DataType: aws.ToString(v.DataType),
-			StringListValues: []string{}, BinaryListValues: [][]byte{},
-		}
-	}
-	return r
 }
