@@ -11,7 +11,7 @@ ARM64_CC  ?= aarch64-linux-gnu-gcc
 MAX_GLIBC := 2.34
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all run test build build-amd64 build-arm64 package check-glibc toolchain bench clean
+.PHONY: all run test build build-amd64 build-arm64 package check-glibc toolchain bench soak fuzz clean
 
 all: build
 
@@ -57,6 +57,16 @@ toolchain:
 node_modules: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch node_modules
+
+## soak: the fault cases 5 times each and 150 batches with random faults; prints the reliability tables
+soak:
+	RELAY_FAULT_RUNS=5 RELAY_SOAK=150 $(GO) test -count=1 -timeout 30m -run 'TestFaults|TestSoak' -v ./integration/ | grep -E '^\s+\||^(---|ok|FAIL)|seed|drawn'
+
+## fuzz: the event decoder and the mapping under go test -fuzz, FUZZTIME each (default 60s)
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./relay/
+	$(GO) test -run '^$$' -fuzz '^FuzzMap$$' -fuzztime $(FUZZTIME) ./relay/
 
 ## bench: relay vs raw librdkafka vs the naive pattern on the embedded broker, one run, ratios and chart
 bench:

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -148,4 +149,35 @@ func BenchmarkDecodeAndMap(b *testing.B) {
 			_ = m.Map(&recs[i], &msgs[i])
 		}
 	}))/n, "allocs/record")
+}
+
+// FuzzMap maps records with arbitrary fields: no panic, an error always
+// names the record and a field, and a mapped message carries the record.
+func FuzzMap(f *testing.F) {
+	f.Add([]byte(`{"a":1}`), "customer", "String", []byte("c-1"), "1700000000000", "", "audit")
+	f.Add([]byte(""), "route", "String", []byte("payroll"), "x", "g", "")
+	f.Add(bytes.Repeat([]byte("x"), 200), "k", "Binary", []byte{0, 255}, "-1", "group", "audit")
+	m := NewMapper(Config{Topic: "events", TopicAttribute: "route", AllowedTopics: []string{"audit"}, KeyAttribute: "customer", MaxMessageBytes: 100})
+	f.Fuzz(func(t *testing.T, body []byte, attr, dataType string, value []byte, sent, group, route string) {
+		r := &Record{MessageID: "m-1", Body: body, SentTimestamp: sent, MessageGroupID: group, EventSourceARN: "arn:q.fifo",
+			Attributes: []Attribute{{Name: attr, DataType: dataType, Value: value}}}
+		if route != "" {
+			r.Attributes = append(r.Attributes, Attribute{Name: "route", DataType: "String", Value: []byte(route)})
+		}
+		msg := Message{Headers: make([]Header, 0, HeaderCount(r))}
+		err := m.Map(r, &msg)
+		if err != nil {
+			var re *RecordError
+			if !errors.As(err, &re) || re.MessageID != "m-1" || re.Field == "" || !strings.HasPrefix(err.Error(), "record m-1: ") {
+				t.Fatalf("error %v does not name the record and field", err)
+			}
+			return
+		}
+		if len(body) > 100 || string(msg.Value) != string(body) || (msg.Topic != "events" && msg.Topic != "audit") {
+			t.Fatalf("mapped %d-byte body to topic %q", len(body), msg.Topic)
+		}
+		if len(msg.Headers) != HeaderCount(r) {
+			t.Fatalf("%d headers, HeaderCount says %d", len(msg.Headers), HeaderCount(r))
+		}
+	})
 }

@@ -75,6 +75,14 @@ func (v *IAM) Install(c *kfake.Cluster) {
 	})
 }
 
+// SetKeys replaces the known keys: a revoked key makes authentication
+// start failing mid-session.
+func (v *IAM) SetKeys(keys map[string]string) {
+	v.mu.Lock()
+	v.Keys = keys
+	v.mu.Unlock()
+}
+
 // Accepted counts the tokens accepted.
 func (v *IAM) Accepted() int {
 	v.mu.Lock()
@@ -134,7 +142,9 @@ func (v *IAM) Verify(token string) error {
 	if cred[2] != v.Region {
 		return fmt.Errorf("token is signed for region %s, this cluster is in region %s", cred[2], v.Region)
 	}
+	v.mu.Lock()
 	secret, ok := v.Keys[cred[0]]
+	v.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("unknown access key %s", cred[0])
 	}
