@@ -77,6 +77,15 @@ type tally struct {
 	WorstFrac  float64 // worst handler time as a fraction of the deadline
 }
 
+func (t *tally) add(o tally) {
+	t.Runs += o.Runs
+	t.Records += o.Records
+	t.Failed += o.Failed
+	t.Lost += o.Lost
+	t.Duplicates += o.Duplicates
+	t.WorstFrac = max(t.WorstFrac, o.WorstFrac)
+}
+
 func (t tally) row() string {
 	return fmt.Sprintf("| %s | %d | %d | %d | %d | %d | %.2f |", t.Fault, t.Runs, t.Records, t.Failed, t.Lost, t.Duplicates, t.WorstFrac)
 }
@@ -249,12 +258,7 @@ func runFault(t testing.TB, fc faultCase, runs int) tally {
 		if fc.allOK && tl.Failed > 0 {
 			t.Errorf("%s: %d records failed, want none", fc.name, tl.Failed)
 		}
-		total.Runs++
-		total.Records += tl.Records
-		total.Failed += tl.Failed
-		total.Lost += tl.Lost
-		total.Duplicates += tl.Duplicates
-		total.WorstFrac = max(total.WorstFrac, tl.WorstFrac)
+		total.add(tl)
 		if after := f.batch(t, 100, 100, 10*time.Second, nil, nil); after.Failed > 0 {
 			t.Errorf("%s: the batch after the fault failed %d of 100 records", fc.name, after.Failed)
 		}
@@ -370,12 +374,7 @@ func TestSoak(t *testing.T) {
 				fl.heal()
 			}
 		})
-		total.Runs++
-		total.Records += tl.Records
-		total.Failed += tl.Failed
-		total.Lost += tl.Lost
-		total.Duplicates += tl.Duplicates
-		total.WorstFrac = max(total.WorstFrac, tl.WorstFrac)
+		total.add(tl)
 	}
 	t.Logf("faults drawn: %v", counts)
 	t.Logf("\n| fault | runs | records | failed (retried by SQS) | lost | duplicates | worst handler time ÷ deadline |\n|---|---|---|---|---|---|---|\n%s", total.row())
