@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -543,6 +544,35 @@ func TestKeysLandWhereJavaClientsPutThem(t *testing.T) {
 	for _, r := range recs {
 		if want := int32(java.Partition(&kgo.Record{Key: r.Key}, 7)); r.Partition != want {
 			t.Errorf("key %s in partition %d, Java's murmur2 puts it in %d", r.Key, r.Partition, want)
+		}
+	}
+}
+
+// TestBootstrapNameDoesNotResolve relays to a broker whose name does not
+// resolve. It runs itself again in a network namespace of its own
+// (unshare -n: only a loopback that is down), so librdkafka's lookup fails
+// at once and no DNS query leaves the machine.
+func TestBootstrapNameDoesNotResolve(t *testing.T) {
+	if os.Getenv("RELAY_IN_NETNS") == "" {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "unshare", "-n", os.Args[0], "-test.run", "^TestBootstrapNameDoesNotResolve$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), "RELAY_IN_NETNS=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestBootstrapNameDoesNotResolve") {
+			t.Fatalf("in a network namespace (unshare -n, root needed): %v\n%s", err, out)
+		}
+		return
+	}
+	f := newRelay(t, map[string]string{"RELAY_BROKERS": "b-1.relay.example.invalid:9098", "RELAY_BROKERS_DOWN_GRACE": "1s"})
+	failed, took := f.invoke(t, batch(10, func(int) string { return "x" }), 20*time.Second)
+	if len(failed) != 10 || took > 10*time.Second {
+		t.Fatalf("%d of 10 failed in %v; want all, within seconds", len(failed), took)
+	}
+	logs := f.logs.String()
+	for _, want := range []string{`"reason":"brokers_down"`, "Failed to resolve", "hint: the broker's name does not resolve"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs do not say %q", want)
 		}
 	}
 }
