@@ -122,6 +122,7 @@ type Stack struct {
 	Kafka *broker.Cluster
 	SQS   *sqsemu.Emulator
 	Fn    *Function
+	IAM   *broker.IAM // the token checker, when StackConfig.IAM
 }
 
 // StackConfig says what to start.
@@ -133,7 +134,17 @@ type StackConfig struct {
 	FunctionEnv     []string // RELAY_* settings; RELAY_BROKERS and RELAY_AUTH=none are added
 	FunctionTimeout time.Duration
 	Logs            io.Writer // the function's output
+	// IAM runs the broker with TLS and MSK IAM token checks, and the
+	// function with RELAY_AUTH=iam and made-up static credentials.
+	IAM bool
 }
+
+// Made-up credentials of the IAM stack, for the local broker only.
+const (
+	StackRegion    = "eu-west-1"
+	StackAccessKey = "AKIASTACKEXAMPLE0000"
+	StackSecretKey = "stack-secret-key-for-the-local-broker-only"
+)
 
 // StartStack starts everything on 127.0.0.1.
 func StartStack(cfg StackConfig) (s *Stack, err error) {
@@ -143,8 +154,30 @@ func StartStack(cfg StackConfig) (s *Stack, err error) {
 			s.Close()
 		}
 	}()
-	if s.Kafka, err = broker.Start(3, cfg.Topics, cfg.BrokerOpts...); err != nil {
+	env := []string{"RELAY_AUTH=none"}
+	opts := cfg.BrokerOpts
+	var iam *broker.IAM
+	var pki *broker.PKI
+	if cfg.IAM {
+		dir, err := os.MkdirTemp("", "relay-stack-pki")
+		if err != nil {
+			return nil, err
+		}
+		if pki, err = broker.NewPKI(dir); err != nil {
+			return nil, err
+		}
+		iam = &broker.IAM{Region: StackRegion, Keys: map[string]string{StackAccessKey: StackSecretKey}}
+		opts = append(append(iam.Opts(), kfake.TLS(pki.ServerTLS(false))), opts...)
+		env = []string{"RELAY_AUTH=iam", "RELAY_AWS_REGION=" + StackRegion, "RELAY_TLS_CA_FILE=" + pki.CAFile,
+			"AWS_REGION=" + StackRegion, "AWS_ACCESS_KEY_ID=" + StackAccessKey, "AWS_SECRET_ACCESS_KEY=" + StackSecretKey}
+	}
+	if s.Kafka, err = broker.Start(3, cfg.Topics, opts...); err != nil {
 		return nil, err
+	}
+	if iam != nil {
+		iam.Install(s.Kafka.Cluster)
+		s.Kafka.ReadOpts = iam.ReaderOpts(pki.CA)
+		s.IAM = iam
 	}
 	if s.SQS, err = sqsemu.Start(cfg.Root); err != nil {
 		return nil, err
@@ -158,7 +191,7 @@ func StartStack(cfg StackConfig) (s *Stack, err error) {
 			return nil, err
 		}
 	}
-	env := append([]string{"RELAY_BROKERS=" + s.Kafka.Addrs(), "RELAY_AUTH=none"}, cfg.FunctionEnv...)
+	env = append(append(env, "RELAY_BROKERS="+s.Kafka.Addrs()), cfg.FunctionEnv...)
 	if s.Fn, err = StartManagedFunction([]string{cfg.Binary}, env, cfg.FunctionTimeout, cfg.Logs); err != nil {
 		return nil, err
 	}

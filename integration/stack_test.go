@@ -21,16 +21,19 @@ import (
 
 func startStack(t *testing.T, timeout time.Duration, env ...string) (*Stack, *logBuffer) {
 	t.Helper()
+	return startStackWith(t, StackConfig{FunctionTimeout: timeout, FunctionEnv: env})
+}
+
+func startStackWith(t *testing.T, cfg StackConfig) (*Stack, *logBuffer) {
+	t.Helper()
 	root, err := RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &logBuffer{}
-	s, err := StartStack(StackConfig{
-		Root: root, Binary: binary, Topics: []string{"events", "audit"},
-		FunctionEnv:     append([]string{"RELAY_TOPIC=events"}, env...),
-		FunctionTimeout: timeout, Logs: logs,
-	})
+	cfg.Root, cfg.Binary, cfg.Topics, cfg.Logs = root, binary, []string{"events", "audit"}, logs
+	cfg.FunctionEnv = append([]string{"RELAY_TOPIC=events"}, cfg.FunctionEnv...)
+	s, err := StartStack(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,5 +340,33 @@ func TestStackBrokerStallLongerThanTimeout(t *testing.T) {
 	}
 	if s.Fn.Starts() != 1 || st.BatchFailures != 0 {
 		t.Errorf("the function timed out (%d starts, %d whole-batch failures): it must answer before its deadline", s.Fn.Starts(), st.BatchFailures)
+	}
+}
+
+// TestStackOverIAM runs the pipeline against the broker that checks MSK IAM
+// tokens over TLS, as MSK does on port 9098.
+func TestStackOverIAM(t *testing.T) {
+	s, logs := startStackWith(t, StackConfig{FunctionTimeout: 10 * time.Second, IAM: true})
+	ctx := context.Background()
+	q, err := s.CreateQueue(ctx, "orders", false, 30*time.Second, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent, err := s.Send(ctx, q, "iam", 1000, func(i int) Message { return Message{Body: strconv.Itoa(i)} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Drain(ctx, time.Minute, []Queue{q}, runAll(s.Mapping(q, 100, 200*time.Millisecond))); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Account(ctx, []string{"events"}, q, sent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Lost) != 0 || r.InKafka != 1000 || s.IAM.Accepted() == 0 || len(s.IAM.Rejected()) != 0 {
+		t.Errorf("%v; tokens accepted %d, rejected %v", r, s.IAM.Accepted(), s.IAM.Rejected())
+	}
+	if strings.Contains(logs.String(), StackSecretKey) {
+		t.Errorf("the function's output contains the secret key")
 	}
 }

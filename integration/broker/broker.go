@@ -16,6 +16,9 @@ import (
 // Cluster is an embedded kfake cluster.
 type Cluster struct {
 	*kfake.Cluster
+	// ReadOpts are added to the reader Records uses: TLS and SASL for a
+	// cluster that needs them.
+	ReadOpts []kgo.Opt
 }
 
 // Start starts a cluster of one broker with topics, each of partitions
@@ -26,7 +29,7 @@ func Start(partitions int32, topics []string, opts ...kfake.Opt) (*Cluster, erro
 	if err != nil {
 		return nil, fmt.Errorf("start kfake: %w", err)
 	}
-	return &Cluster{c}, nil
+	return &Cluster{Cluster: c}, nil
 }
 
 // Addrs is the bootstrap list, comma-separated, for RELAY_BROKERS.
@@ -58,11 +61,11 @@ func (c *Cluster) Records(topic string, timeout time.Duration) ([]*kgo.Record, e
 	if want == 0 {
 		return nil, nil
 	}
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(c.ListenAddrs()...),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)
+	}, c.ReadOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("consumer: %w", err)
 	}

@@ -2,6 +2,8 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -18,6 +20,8 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -36,6 +40,15 @@ type IAM struct {
 }
 
 const iamUser, iamPass = "msk-iam-internal", "kfake-internal-password"
+
+// ReaderOpts let a franz-go reader into the cluster as the internal PLAIN
+// user, over TLS verified with ca.
+func (v *IAM) ReaderOpts(ca *x509.CertPool) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.DialTLSConfig(&tls.Config{RootCAs: ca, MinVersion: tls.VersionTLS12}),
+		kgo.SASL(plain.Auth{User: iamUser, Pass: iamPass}.AsMechanism()),
+	}
+}
 
 // Opts are the cluster options IAM needs.
 func (v *IAM) Opts() []kfake.Opt {
