@@ -15,7 +15,7 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 all: build
 
-## run: relay a generated SQS batch (with a few bad records) into an embedded broker and print the outcome
+## run: the whole pipeline on the local stack (SQS with a DLQ, the lambda binary, Kafka) and what became of every message
 run: node_modules
 	$(GO) run ./cmd/relay-local
 
