@@ -5,13 +5,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sqs-msk-relay/relay/integration/broker"
 	"github.com/sqs-msk-relay/relay/relay"
+	"github.com/sqs-msk-relay/relay/relay/mskiam"
 )
 
 func testConfig(brokers string) relay.Config {
@@ -103,5 +107,72 @@ func TestReasonFor(t *testing.T) {
 		if got := reasonFor(kafka.NewError(tc.code, "", false)); got != tc.want {
 			t.Errorf("reasonFor(%v) = %q, want %q", tc.code, got, tc.want)
 		}
+	}
+}
+
+// countingTokens signs real tokens and counts them.
+type countingTokens struct {
+	inner TokenSource
+	n     atomic.Int32
+}
+
+func (c *countingTokens) Token(ctx context.Context) (string, time.Time, error) {
+	c.n.Add(1)
+	return c.inner.Token(ctx)
+}
+
+func (c *countingTokens) Principal() string { return c.inner.Principal() }
+
+// TestStaleTokenRefreshedBeforeBatch: when the token librdkafka holds has
+// expired (a sandbox frozen past its lifetime; here its recorded expiry is
+// moved into the past), Start signs a new one before the batch produces,
+// without waiting for librdkafka's timer.
+func TestStaleTokenRefreshedBeforeBatch(t *testing.T) {
+	pki, err := broker.NewPKI(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &broker.IAM{Region: "eu-west-1", Keys: map[string]string{"AKIDTEST": "test-secret"}}
+	c, err := broker.Start(1, []string{"events"}, append(v.Opts(), kfake.TLS(pki.ServerTLS(false)))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	v.Install(c.Cluster)
+	tokens := &countingTokens{inner: mskiam.NewWithCredentials("eu-west-1", credentials.NewStaticCredentialsProvider("AKIDTEST", "test-secret", ""), "test-role")}
+	cfg := testConfig(c.Addrs())
+	cfg.Auth, cfg.AWSRegion, cfg.TLSCAFile = relay.AuthIAM, "eu-west-1", pki.CAFile
+	p, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), WithTokenSource(tokens))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	for _, err := range produceN(t, p, 5) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := p.cur
+	s.tokenMu.Lock()
+	s.tokenExpiry = time.Now().Add(-time.Second)
+	s.tokenMu.Unlock()
+	before := tokens.n.Load()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b := p.Start(ctx, 1)
+	if tokens.n.Load() != before+1 {
+		t.Fatalf("Start signed %d tokens, want 1 before the batch", tokens.n.Load()-before)
+	}
+	if err := b.Add(&relay.Message{Topic: "events", Value: []byte("after the thaw")}); err != nil {
+		t.Fatal(err)
+	}
+	if errs, cause := b.Wait(); cause != nil || errs[0] != nil {
+		t.Fatalf("batch after the refresh: %v %v", errs, cause)
+	}
+	s.tokenMu.Lock()
+	fresh := time.Until(s.tokenExpiry) > 10*time.Minute
+	s.tokenMu.Unlock()
+	if !fresh {
+		t.Errorf("the token librdkafka holds is not fresh after Start")
 	}
 }
