@@ -209,54 +209,56 @@ func (p *Producer) Metadata(ctx context.Context, topic string) (*kafka.Metadata,
 	return md, nil
 }
 
-// MinInsyncReplicas is topic's min.insync.replicas.
-func (p *Producer) MinInsyncReplicas(ctx context.Context, topic string) (int, error) {
+// withAdmin runs fn with an admin client on the current producer's
+// connections.
+func (p *Producer) withAdmin(fn func(ac *kafka.AdminClient) error) error {
 	s, err := p.acquire()
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer p.release(s)
 	ac, err := kafka.NewAdminClientFromProducer(s.kp)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer ac.Close()
-	res, err := ac.DescribeConfigs(ctx, []kafka.ConfigResource{{Type: kafka.ResourceTopic, Name: topic}})
-	if err != nil {
-		return 0, err
-	}
-	for _, r := range res {
-		if r.Error.Code() != kafka.ErrNoError {
-			return 0, r.Error
+	return fn(ac)
+}
+
+// MinInsyncReplicas is topic's min.insync.replicas.
+func (p *Producer) MinInsyncReplicas(ctx context.Context, topic string) (int, error) {
+	n := 1 // Kafka's default
+	err := p.withAdmin(func(ac *kafka.AdminClient) error {
+		res, err := ac.DescribeConfigs(ctx, []kafka.ConfigResource{{Type: kafka.ResourceTopic, Name: topic}})
+		if err != nil {
+			return err
 		}
-		if e, ok := r.Config["min.insync.replicas"]; ok {
-			return strconv.Atoi(e.Value)
+		for _, r := range res {
+			if r.Error.Code() != kafka.ErrNoError {
+				return r.Error
+			}
+			if e, ok := r.Config["min.insync.replicas"]; ok {
+				n, err = strconv.Atoi(e.Value)
+				return err
+			}
 		}
-	}
-	return 1, nil // Kafka's default
+		return nil
+	})
+	return n, err
 }
 
 // Hint returns advice for a librdkafka error message, or "".
 func Hint(msg string) string { return hint(msg) }
 
-// Controller is the id of the cluster's controller broker.
+// Controller is the id of the cluster's controller broker, -1 if unknown.
 func (p *Producer) Controller(ctx context.Context) (int, error) {
-	s, err := p.acquire()
-	if err != nil {
-		return 0, err
-	}
-	defer p.release(s)
-	ac, err := kafka.NewAdminClientFromProducer(s.kp)
-	if err != nil {
-		return 0, err
-	}
-	defer ac.Close()
-	res, err := ac.DescribeCluster(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if res.Controller == nil {
-		return -1, nil
-	}
-	return res.Controller.ID, nil
+	id := -1
+	err := p.withAdmin(func(ac *kafka.AdminClient) error {
+		res, err := ac.DescribeCluster(ctx)
+		if err == nil && res.Controller != nil {
+			id = res.Controller.ID
+		}
+		return err
+	})
+	return id, err
 }
