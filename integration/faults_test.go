@@ -218,6 +218,22 @@ var faultCases = []faultCase{
 			time.AfterFunc(time.Second, func() { p.Start() })
 		},
 		heal: func(c *faultproxy.Cluster) { c.RemoveToxic("slow") }},
+	{name: "a broker killed and restarted mid-batch (3 brokers)", records: 3000, size: 1024, deadline: 10 * time.Second,
+		setup: func(c *faultproxy.Cluster) { c.AddToxic("slow", `{"type":"latency","attributes":{"latency":10}}`) },
+		inject: func(c *faultproxy.Cluster) {
+			// Node 1 leaves the cluster (its partitions move to the
+			// others) and the connections drop; it is down for a second
+			// (the sleep is the outage, not a wait), then comes back.
+			if err := c.RemoveNode(1); err != nil {
+				panic(err)
+			}
+			c.ResetConnections()
+			time.Sleep(time.Second)
+			if _, _, err := c.AddNode(1, 0); err != nil {
+				panic(err)
+			}
+		},
+		heal: func(c *faultproxy.Cluster) { c.RemoveToxic("slow") }},
 	{name: "partition leaders moved mid-batch (3 brokers)", records: 3000, size: 1024, deadline: 10 * time.Second, allOK: true,
 		setup:  func(c *faultproxy.Cluster) { c.AddToxic("slow", `{"type":"latency","attributes":{"latency":10}}`) },
 		inject: func(c *faultproxy.Cluster) { c.ShufflePartitionLeaders() },
