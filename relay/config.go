@@ -184,11 +184,12 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 		errs = append(errs, c.authFromEnv(get)...)
 	}
 
-	if v, ok := get("RELAY_TOPIC_ATTRIBUTE"); ok {
-		if !attrName.MatchString(v) {
-			bad("RELAY_TOPIC_ATTRIBUTE", v, "not a valid SQS message attribute name")
+	topicAttr, routed := get("RELAY_TOPIC_ATTRIBUTE")
+	if routed {
+		if !attrName.MatchString(topicAttr) {
+			bad("RELAY_TOPIC_ATTRIBUTE", topicAttr, "not a valid SQS message attribute name")
 		} else {
-			c.TopicAttribute = v
+			c.TopicAttribute = topicAttr
 		}
 	}
 	if v, ok := get("RELAY_ALLOWED_TOPICS"); ok {
@@ -199,14 +200,12 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 			}
 			c.AllowedTopics = append(c.AllowedTopics, t)
 		}
-	}
-	if _, ok := get("RELAY_TOPIC_ATTRIBUTE"); ok && len(c.AllowedTopics) == 0 {
-		errs = append(errs, errors.New("RELAY_TOPIC_ATTRIBUTE is set but RELAY_ALLOWED_TOPICS is empty: every routed record would fail"))
-	}
-	if v, ok := get("RELAY_ALLOWED_TOPICS"); ok && c.TopicAttribute == "" {
-		if _, set := get("RELAY_TOPIC_ATTRIBUTE"); !set {
+		if !routed {
 			bad("RELAY_ALLOWED_TOPICS", v, "set without RELAY_TOPIC_ATTRIBUTE, so no record can be routed")
 		}
+	}
+	if routed && len(c.AllowedTopics) == 0 {
+		errs = append(errs, errors.New("RELAY_TOPIC_ATTRIBUTE is set but RELAY_ALLOWED_TOPICS is empty: every routed record would fail"))
 	}
 
 	if v, ok := get("RELAY_KEY_ATTRIBUTE"); ok {

@@ -84,11 +84,19 @@ func (d *eventDecoder) record() error {
 			fieldErr = &RecordError{Field: field, Reason: ReasonInvalidRecord, Err: err}
 		}
 	}
+	// typed reports whether the next value starts with c ('"' or '{');
+	// if not, it notes a type error on field and skips the value.
+	typed := func(field string, c byte, want string) (bool, error) {
+		if s.peek() == c {
+			return true, nil
+		}
+		bad(field, fmt.Errorf("is %s, not %s", s.kind(), want))
+		return false, s.skip()
+	}
 	// str reads a string member into dst, or notes a type error.
 	str := func(field string, dst *string) error {
-		if s.peek() != '"' {
-			bad(field, fmt.Errorf("is %s, not a string", s.kind()))
-			return s.skip()
+		if ok, err := typed(field, '"', "a string"); !ok {
+			return err
 		}
 		b, err := s.str()
 		*dst = bytesToString(b)
@@ -104,9 +112,8 @@ func (d *eventDecoder) record() error {
 			if s.null() {
 				return nil
 			}
-			if s.peek() != '"' {
-				bad("body", fmt.Errorf("is %s, not a string", s.kind()))
-				return s.skip()
+			if ok, err := typed("body", '"', "a string"); !ok {
+				return err
 			}
 			b, err := s.str()
 			r.Body, hasBody = b, true
@@ -117,9 +124,8 @@ func (d *eventDecoder) record() error {
 			if s.null() {
 				return nil
 			}
-			if s.peek() != '{' {
-				bad("attributes", fmt.Errorf("is %s, not an object", s.kind()))
-				return s.skip()
+			if ok, err := typed("attributes", '{', "an object"); !ok {
+				return err
 			}
 			return s.object(func(name []byte) error {
 				switch string(name) {
@@ -138,9 +144,8 @@ func (d *eventDecoder) record() error {
 			if s.null() {
 				return nil
 			}
-			if s.peek() != '{' {
-				bad("messageAttributes", fmt.Errorf("is %s, not an object", s.kind()))
-				return s.skip()
+			if ok, err := typed("messageAttributes", '{', "an object"); !ok {
+				return err
 			}
 			return s.object(func(name []byte) error {
 				field, problem, err := d.attribute(name)

@@ -80,20 +80,6 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	return resp, nil
 }
 
-// Handle relays recs. errs, when not nil, holds per-record decoding errors
-// (from DecodeEvent): those records fail without being produced.
-func (h *Handler) Handle(ctx context.Context, recs []Record, errs []error) *Outcome {
-	b := h.begin(ctx, h.requestLog(ctx), max(16, len(recs)))
-	for i := range recs {
-		var err error
-		if errs != nil {
-			err = errs[i]
-		}
-		b.record(&recs[i], err)
-	}
-	return b.finish(recs)
-}
-
 func (h *Handler) requestLog(ctx context.Context) *slog.Logger {
 	if lc, ok := lambdacontext.FromContext(ctx); ok {
 		return h.log.With("requestId", lc.AwsRequestID)

@@ -117,12 +117,10 @@ func (p *Producer) acquire() (*session, error) {
 	if p.cur != nil {
 		if ferr := p.cur.fatalErr(); ferr != nil {
 			p.log.Warn("replacing the Kafka producer after a fatal error", "error", ferr.Error())
-			old := p.cur
-			p.cur = nil
-			old.retired = true
-			if old.refs == 0 {
+			if old := p.cur; retireLocked(old) {
 				go old.close()
 			}
+			p.cur = nil
 		}
 	}
 	if p.cur == nil {
@@ -148,12 +146,18 @@ func (p *Producer) release(s *session) {
 
 func (p *Producer) retire(s *session) {
 	p.mu.Lock()
-	s.retired = true
-	closeNow := s.refs == 0
+	closeNow := retireLocked(s)
 	p.mu.Unlock()
 	if closeNow {
 		s.close()
 	}
+}
+
+// retireLocked marks s to be closed by its last user and reports whether
+// it has none left, so the caller closes it now. p.mu is held.
+func retireLocked(s *session) bool {
+	s.retired = true
+	return s.refs == 0
 }
 
 func (p *Producer) newSession() (*session, error) {

@@ -176,3 +176,40 @@ func TestStaleTokenRefreshedBeforeBatch(t *testing.T) {
 		t.Errorf("the token librdkafka holds is not fresh after Start")
 	}
 }
+
+// TestConfigMap pins the settings the README's producer table promises and
+// the security settings of each RELAY_AUTH mode.
+func TestConfigMap(t *testing.T) {
+	c := testConfig("b-1:9098")
+	c.Auth, c.TLSCAFile = relay.AuthIAM, "/ca.pem"
+	c.KafkaProperties = map[string]string{"linger.ms": "7"}
+	m := ConfigMap(c)
+	for k, want := range map[string]any{
+		"enable.idempotence": true, "acks": "all", "partitioner": "murmur2_random", "linger.ms": "7",
+		"message.timeout.ms": 900000, "socket.keepalive.enable": true, "connections.max.idle.ms": 300000,
+		"message.max.bytes": 1262144, "go.delivery.report.fields": "none", "client.id": "test",
+		"security.protocol": "sasl_ssl", "sasl.mechanisms": "OAUTHBEARER", "ssl.ca.location": "/ca.pem",
+		"ssl.endpoint.identification.algorithm": "https",
+	} {
+		if got := m[k]; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s = %v, want %v", k, got, want)
+		}
+	}
+	for _, tc := range []struct {
+		auth string
+		want map[string]string
+	}{
+		{relay.AuthNone, map[string]string{"security.protocol": "plaintext"}},
+		{relay.AuthSCRAM, map[string]string{"security.protocol": "sasl_ssl", "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": "u", "ssl.ca.location": "probe"}},
+		{relay.AuthMTLS, map[string]string{"security.protocol": "ssl", "ssl.certificate.location": "/c.pem", "ssl.key.location": "/k.pem"}},
+	} {
+		c := testConfig("b-1:9092")
+		c.Auth, c.SCRAMUsername, c.SCRAMPassword, c.TLSCertFile, c.TLSKeyFile = tc.auth, "u", "p", "/c.pem", "/k.pem"
+		m := ConfigMap(c)
+		for k, want := range tc.want {
+			if fmt.Sprint(m[k]) != want {
+				t.Errorf("%s: %s = %v, want %s", tc.auth, k, m[k], want)
+			}
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -33,11 +34,14 @@ type session struct {
 	refs    int
 	retired bool
 
+	// fatal and trouble are read on every Add and delivery report:
+	// atomics, not the mutex.
+	fatal   atomic.Pointer[kafka.Error]
+	trouble atomic.Pointer[trouble] // a batch-level cause seen since the last acknowledgement
+
 	mu      sync.Mutex
 	batches map[*run]struct{}
-	fatal   error
-	trouble *trouble // a batch-level cause seen since the last acknowledgement
-	lastErr string   // the last client error, to say why every broker is down
+	lastErr string // the last client error, to say why every broker is down
 }
 
 // trouble is a batch-level cause: every broker down, or authentication
@@ -48,22 +52,19 @@ type trouble struct {
 }
 
 func (s *session) fatalErr() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.fatal
+	if e := s.fatal.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
 
-func (s *session) currentTrouble() *trouble {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.trouble
-}
+func (s *session) currentTrouble() *trouble { return s.trouble.Load() }
 
 // acknowledged clears any trouble: a broker took a message.
 func (s *session) acknowledged() {
-	s.mu.Lock()
-	s.trouble = nil
-	s.mu.Unlock()
+	if s.trouble.Load() != nil {
+		s.trouble.Store(nil)
+	}
 }
 
 func (s *session) register(b *run) {
@@ -113,30 +114,29 @@ func (s *session) onError(e kafka.Error) {
 	defer s.mu.Unlock()
 	switch {
 	case e.IsFatal():
-		s.fatal = e
+		s.fatal.Store(&e)
 		s.log.Error("Kafka producer fatal error: failing the running batches; a new producer serves the next batch", "code", e.Code().String(), "error", e.Error())
 		s.wakeLocked()
 	case e.Code() == kafka.ErrAuthentication || strings.Contains(e.Error(), "SASL authentication error"):
 		// A broker that drops the connection on a bad password, rather
 		// than answering SASL_AUTHENTICATION_FAILED, shows as a transport
 		// error that librdkafka still labels as an authentication error.
-		s.trouble = &trouble{reason: relay.ReasonAuthFailed,
-			err: fmt.Errorf("authentication failed (mechanism %s, principal %s): %w", s.ident.mechanism, s.ident.principal, e)}
+		s.authFailed(e)
 		s.log.Error("Kafka authentication failed", "mechanism", s.ident.mechanism, "principal", s.ident.principal, "error", e.Error())
 		s.wakeLocked()
 	case e.Code() == kafka.ErrSsl:
-		s.trouble = &trouble{reason: relay.ReasonTLSFailed, err: fmt.Errorf("TLS failed%s: %w", hintSuffix(e.Error()), e)}
+		s.trouble.Store(&trouble{reason: relay.ReasonTLSFailed, err: fmt.Errorf("TLS failed%s: %w", hintSuffix(e.Error()), e)})
 		s.log.Error("Kafka TLS failed", "mechanism", s.ident.mechanism, "error", e.Error())
 		s.wakeLocked()
 	case e.Code() == kafka.ErrAllBrokersDown:
 		// A failed authentication or TLS handshake also leaves every broker
 		// down: keep the more precise cause.
-		if s.trouble == nil || s.trouble.reason == relay.ReasonBrokersDown {
+		if t := s.trouble.Load(); t == nil || t.reason == relay.ReasonBrokersDown {
 			err := fmt.Errorf("no broker reachable: %w", e)
 			if s.lastErr != "" {
 				err = fmt.Errorf("no broker reachable (last error: %s%s): %w", s.lastErr, hintSuffix(s.lastErr), e)
 			}
-			s.trouble = &trouble{reason: relay.ReasonBrokersDown, err: err}
+			s.trouble.Store(&trouble{reason: relay.ReasonBrokersDown, err: err})
 		}
 		s.log.Warn("all Kafka brokers are down", "error", e.Error())
 		s.wakeLocked()
@@ -144,6 +144,13 @@ func (s *session) onError(e kafka.Error) {
 		s.lastErr = e.Error()
 		s.log.Warn("Kafka client error", "code", e.Code().String(), "error", e.Error())
 	}
+}
+
+// authFailed records a refused or impossible authentication as the
+// batch-level cause, naming the mechanism and principal, never a secret.
+func (s *session) authFailed(err error) {
+	s.trouble.Store(&trouble{reason: relay.ReasonAuthFailed,
+		err: fmt.Errorf("authentication failed (mechanism %s, principal %s): %w", s.ident.mechanism, s.ident.principal, err)})
 }
 
 func (s *session) serveLogs() {
@@ -204,7 +211,7 @@ func (s *session) refreshToken(ctx context.Context) {
 		reason := fmt.Sprintf("cannot make an MSK IAM token: %v", err)
 		_ = s.kp.SetOAuthBearerTokenFailure(reason)
 		s.mu.Lock()
-		s.trouble = &trouble{reason: relay.ReasonAuthFailed, err: fmt.Errorf("authentication failed (mechanism %s, principal %s): %w", s.ident.mechanism, s.ident.principal, err)}
+		s.authFailed(err)
 		s.wakeLocked()
 		s.mu.Unlock()
 		s.log.Error("cannot make an MSK IAM token", "principal", s.ident.principal, "error", err.Error())
