@@ -183,3 +183,40 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 	})
 }
+
+// TestPlain checks the string scanner's fast path against a byte-by-byte
+// reading, with each kind of byte at every position around its word and
+// vector boundaries.
+func TestPlain(t *testing.T) {
+	ref := func(b []byte) (int, bool) {
+		for i, c := range b {
+			switch {
+			case c == '"':
+				return i, true
+			case c == '\\' || c < 0x20:
+				return 0, false
+			}
+		}
+		return 0, false
+	}
+	for _, c := range []byte{'"', '\\', 0x00, 0x1f, 0x20, 0x7f, 0x80, 0xff} {
+		for n := 0; n < 200; n++ {
+			for pos := 0; pos <= n; pos++ {
+				b := bytes.Repeat([]byte{'x'}, n+1)
+				b[n] = '"'
+				b[pos] = c
+				wantN, wantOK := ref(b)
+				gotN, gotOK := plain(b)
+				if gotOK != wantOK || wantOK && gotN != wantN {
+					t.Fatalf("plain(%q) = %d, %v; want %d, %v", b, gotN, gotOK, wantN, wantOK)
+				}
+				if got := control(b[:pos+1]); got != (c < 0x20) {
+					t.Fatalf("control(%q) = %v", b[:pos+1], got)
+				}
+			}
+		}
+	}
+	if _, ok := plain([]byte(strings.Repeat("x", 100))); ok {
+		t.Error("plain accepted a string without a closing quote")
+	}
+}

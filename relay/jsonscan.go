@@ -1,9 +1,11 @@
 package relay
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -41,6 +43,9 @@ func (s *scanner) ws() {
 
 // peek returns the next non-space byte, or 0 at the end.
 func (s *scanner) peek() byte {
+	if s.pos < len(s.buf) && s.buf[s.pos] > ' ' {
+		return s.buf[s.pos] // compact JSON, as Lambda sends it
+	}
 	s.ws()
 	if s.pos >= len(s.buf) {
 		return 0
@@ -49,6 +54,10 @@ func (s *scanner) peek() byte {
 }
 
 func (s *scanner) expect(c byte) error {
+	if s.pos < len(s.buf) && s.buf[s.pos] == c {
+		s.pos++
+		return nil
+	}
 	if s.peek() != c {
 		return s.syntax(fmt.Sprintf("expected %q", c))
 	}
@@ -159,34 +168,67 @@ func (s *scanner) str() ([]byte, error) {
 		return nil, err
 	}
 	start := s.pos
-	// Eight bytes at a time past the plain ones: bodies are most of an event.
-	for s.pos+8 <= len(s.buf) && !special(binary.LittleEndian.Uint64(s.buf[s.pos:])) {
-		s.pos += 8
+	if n, ok := plain(s.buf[start:]); ok {
+		s.pos += n + 1
+		return s.buf[start : start+n : start+n], nil
 	}
-	for s.pos < len(s.buf) {
-		c := s.buf[s.pos]
-		switch {
-		case c == '"':
-			s.pos++
-			return s.buf[start : s.pos-1 : s.pos-1], nil
-		case c == '\\':
-			return s.unescape(start)
-		case c < 0x20:
-			return nil, s.syntax("control character in string")
-		}
-		s.pos++
-	}
-	return nil, s.syntax("unterminated string")
+	return s.unescape(start)
 }
 
-// special reports whether any of the eight bytes in x may be a quote, a
-// backslash or a control character (false positives allowed, no false
-// negatives): the SWAR "has zero byte" test on x^'"', x^'\\' and x-0x20.
-func special(x uint64) bool {
+// plain finds the closing quote of a string whose contents start at b[0].
+// It reports ok only when the contents hold neither an escape nor a
+// control character; otherwise the caller takes the byte-by-byte path,
+// which also says where the string is malformed.
+//
+// Keys and most values are short: eight bytes at a time, the first quote,
+// backslash or control character is found with SWAR (in (x-0x01..)&^x a
+// byte's top bit is set where x had a zero byte, exactly for the lowest
+// one: a borrow only starts at a match). Bodies are long: past 64 bytes
+// the vectorised IndexByte finds the quote and the rest is checked
+// branch-free.
+func plain(b []byte) (n int, ok bool) {
 	const lo, hi = 0x0101010101010101, 0x8080808080808080
-	q := x ^ (lo * '"')
-	b := x ^ (lo * '\\')
-	return ((x-lo*0x20)&^x|(q-lo)&^q|(b-lo)&^b)&hi != 0
+	i := 0
+	for ; i < 64 && i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		q, e := x^lo*'"', x^lo*'\\'
+		if m := ((q-lo)&^q | (e-lo)&^e | (x-lo*0x20)&^x) & hi; m != 0 {
+			j := i + bits.TrailingZeros64(m)/8
+			return j, b[j] == '"'
+		}
+	}
+	n = bytes.IndexByte(b[i:], '"')
+	if n < 0 {
+		return 0, false
+	}
+	n += i
+	if bytes.IndexByte(b[i:n], '\\') >= 0 || control(b[i:n]) {
+		return 0, false
+	}
+	return n, true
+}
+
+// control reports whether b holds a byte below 0x20. In SWAR, a byte's top
+// bit is set in (x-0x20)&^x when it is below 0x20, and a borrow only ever
+// starts at such a byte, so the OR of every word says it exactly.
+func control(b []byte) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	var acc uint64
+	for ; len(b) >= 32; b = b[32:] {
+		w, x := binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])
+		y, z := binary.LittleEndian.Uint64(b[16:]), binary.LittleEndian.Uint64(b[24:])
+		acc |= (w-lo*0x20)&^w | (x-lo*0x20)&^x | (y-lo*0x20)&^y | (z-lo*0x20)&^z
+	}
+	for ; len(b) >= 8; b = b[8:] {
+		w := binary.LittleEndian.Uint64(b)
+		acc |= (w - lo*0x20) &^ w
+	}
+	for _, c := range b {
+		if c < 0x20 {
+			return true
+		}
+	}
+	return acc&hi != 0
 }
 
 func (s *scanner) unescape(start int) ([]byte, error) {
@@ -281,6 +323,10 @@ func (s *scanner) skip() error {
 	case '"':
 		// Validate without copying escapes into the arena.
 		s.pos++
+		if n, ok := plain(s.buf[s.pos:]); ok {
+			s.pos += n + 1
+			return nil
+		}
 		for s.pos < len(s.buf) {
 			c := s.buf[s.pos]
 			switch {
