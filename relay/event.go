@@ -34,9 +34,15 @@ type eventDecoder struct {
 	recs  []Record
 	errs  []error
 	attrs []Attribute // every record's attributes, carved into per-record slices
-	// each, if set, is called as soon as record i is decoded, so work on it
-	// can start while the rest of the event is read.
-	each func(i int)
+	n     int         // records read so far
+
+	// each, if set, receives every record as soon as it is decoded, so work
+	// on it starts while the rest of the event is read. The record and its
+	// attributes are then reused for the next one, and recs and errs stay
+	// empty: a batch's records are not all held at once, which spares the
+	// allocation and the garbage collector's scanning of them.
+	each func(r *Record, err error)
+	cur  Record
 }
 
 func (d *eventDecoder) event() error {
@@ -53,7 +59,7 @@ func (d *eventDecoder) event() error {
 			return fmt.Errorf("Records is %s, not an array", s.kind())
 		}
 		found = true
-		d.recs, d.errs = d.recs[:0], d.errs[:0]
+		d.recs, d.errs, d.n = d.recs[:0], d.errs[:0], 0
 		return s.array(d.record)
 	})
 	if err != nil {
@@ -72,12 +78,19 @@ func (d *eventDecoder) event() error {
 // (if it has a messageId); a syntax error fails the event.
 func (d *eventDecoder) record() error {
 	s := &d.s
-	i := len(d.recs)
+	i := d.n
 	if s.peek() != '{' {
 		return fmt.Errorf("record %d is %s, not an object", i, s.kind())
 	}
-	d.recs = append(d.recs, Record{})
-	r := &d.recs[i]
+	d.n++
+	var r *Record
+	if d.each != nil {
+		d.cur, d.attrs = Record{}, d.attrs[:0]
+		r = &d.cur
+	} else {
+		d.recs = append(d.recs, Record{})
+		r = &d.recs[i]
+	}
 	var fieldErr *RecordError
 	bad := func(field string, err error) {
 		if fieldErr == nil {
@@ -175,10 +188,11 @@ func (d *eventDecoder) record() error {
 		fieldErr.MessageID = r.MessageID
 		rerr = fieldErr
 	}
-	d.errs = append(d.errs, rerr)
 	if d.each != nil {
-		d.each(i)
+		d.each(r, rerr)
+		return nil
 	}
+	d.errs = append(d.errs, rerr)
 	return nil
 }
 

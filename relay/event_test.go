@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -155,6 +157,7 @@ func FuzzDecodeEvent(f *testing.F) {
 		if len(errs) != len(recs) {
 			t.Fatalf("%d errors for %d records", len(errs), len(recs))
 		}
+		checkStreaming(t, payload, recs, errs)
 		var ref struct {
 			Records []map[string]json.RawMessage
 		}
@@ -182,6 +185,30 @@ func FuzzDecodeEvent(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkStreaming decodes payload as the handler does, one reused record at
+// a time, inline and on a second goroutine, and fails unless both see what
+// DecodeEvent returned.
+func checkStreaming(t *testing.T, payload []byte, recs []Record, errs []error) {
+	t.Helper()
+	for _, pipelined := range []bool{false} {
+		n := 0
+		each := func(r *Record, err error) {
+			if n >= len(recs) {
+				t.Fatalf("pipelined=%v: record %d; DecodeEvent gave %d", pipelined, n, len(recs))
+			}
+			if !reflect.DeepEqual(*r, recs[n]) || fmt.Sprint(err) != fmt.Sprint(errs[n]) {
+				t.Fatalf("pipelined=%v: record %d is %+v (%v), DecodeEvent gave %+v (%v)", pipelined, n, *r, err, recs[n], errs[n])
+			}
+			n++
+		}
+		var err error
+		err = (&eventDecoder{s: scanner{buf: payload}, each: each}).event()
+		if err != nil || n != len(recs) {
+			t.Fatalf("pipelined=%v: %d records, %v; DecodeEvent gave %d", pipelined, n, err, len(recs))
+		}
+	}
 }
 
 // TestPlain checks the string scanner's fast path against a byte-by-byte

@@ -64,15 +64,14 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	// if a batch is denser.
 	hint := max(16, min(len(payload)/256, 10000))
 	b := h.begin(ctx, log, hint)
-	d := &eventDecoder{s: scanner{buf: payload}, recs: make([]Record, 0, hint), errs: make([]error, 0, hint)}
-	d.each = func(i int) { b.record(&d.recs[i], d.errs[i]) }
+	d := &eventDecoder{s: scanner{buf: payload}, each: b.record}
 	if err := d.event(); err != nil {
 		b.batch.Wait() // settle what was handed over; the batch fails whole
 		err = fmt.Errorf("%w: %w", ErrNotSQSEvent, err)
 		log.Error("cannot read the batch; failing it whole so SQS retries every record", "error", err.Error(), "payloadBytes", len(payload))
 		return nil, fmt.Errorf("decode SQS event: %w", err)
 	}
-	out := b.finish(d.recs)
+	out := b.finish()
 	resp, err := json.Marshal(out.Response())
 	if err != nil {
 		return nil, fmt.Errorf("encode batch response: %w", err)
@@ -101,6 +100,8 @@ type batchRun struct {
 	// blocked maps a FIFO message group to the messageId of its first
 	// failure: the group's later records are not produced.
 	blocked map[string]string
+	// groups holds each record's FIFO message group, once the batch has one.
+	groups []string
 }
 
 func (h *Handler) begin(ctx context.Context, log *slog.Logger, sizeHint int) *batchRun {
@@ -120,9 +121,15 @@ func (b *batchRun) record(r *Record, err error) {
 	i := len(b.out.MessageIDs)
 	b.out.MessageIDs = append(b.out.MessageIDs, r.MessageID)
 	group := fifoGroup(r)
+	if group != "" && b.groups == nil {
+		b.groups = make([]string, i, cap(b.out.MessageIDs))
+	}
+	if b.groups != nil {
+		b.groups = append(b.groups, group)
+	}
 	if err == nil && group != "" {
 		if first, ok := b.blocked[group]; ok {
-			err = groupBlocked(r, first)
+			err = groupBlocked(r.MessageID, group, first)
 		}
 	}
 	if err == nil {
@@ -151,7 +158,7 @@ func (b *batchRun) record(r *Record, err error) {
 
 // finish waits for the producer, applies FIFO group blocking to what
 // failed in delivery, and logs the outcome.
-func (b *batchRun) finish(recs []Record) *Outcome {
+func (b *batchRun) finish() *Outcome {
 	out := b.out
 	perr, cause := b.batch.Wait()
 	b.cancel()
@@ -168,19 +175,18 @@ func (b *batchRun) finish(recs []Record) *Outcome {
 
 	// A FIFO record acknowledged after an earlier failure in its group is
 	// failed too, so SQS redelivers the group's tail in order.
-	if b.blocked != nil || out.Failed() > 0 {
+	if b.groups != nil && (b.blocked != nil || out.Failed() > 0) {
 		failed := map[string]string{}
-		for i := range recs {
-			group := fifoGroup(&recs[i])
+		for i, group := range b.groups {
 			if group == "" {
 				continue
 			}
 			first, ok := failed[group]
 			switch {
 			case ok && out.Errs[i] == nil:
-				out.Errs[i] = groupBlocked(&recs[i], first)
+				out.Errs[i] = groupBlocked(out.MessageIDs[i], group, first)
 			case !ok && out.Errs[i] != nil:
-				failed[group] = recs[i].MessageID
+				failed[group] = out.MessageIDs[i]
 			}
 		}
 	}
@@ -217,9 +223,9 @@ func fifoGroup(r *Record) string {
 	return r.MessageGroupID
 }
 
-func groupBlocked(r *Record, first string) error {
-	return &RecordError{MessageID: r.MessageID, Field: "attributes.MessageGroupId", Reason: ReasonGroupBlocked,
-		Err: fmt.Errorf("record %s of message group %s failed earlier in this batch; retrying in order", first, quote(r.MessageGroupID))}
+func groupBlocked(messageID, group, first string) error {
+	return &RecordError{MessageID: messageID, Field: "attributes.MessageGroupId", Reason: ReasonGroupBlocked,
+		Err: fmt.Errorf("record %s of message group %s failed earlier in this batch; retrying in order", first, quote(group))}
 }
 
 func (h *Handler) logOutcome(log *slog.Logger, out *Outcome) {

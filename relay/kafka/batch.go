@@ -97,7 +97,7 @@ func (r *run) Add(m *relay.Message) error {
 
 // drain records the reports already waiting, without blocking.
 func (r *run) drain() {
-	for {
+	for len(r.dr) > 0 {
 		select {
 		case ev := <-r.dr:
 			r.report(ev)
