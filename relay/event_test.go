@@ -192,7 +192,7 @@ func FuzzDecodeEvent(f *testing.F) {
 // DecodeEvent returned.
 func checkStreaming(t *testing.T, payload []byte, recs []Record, errs []error) {
 	t.Helper()
-	for _, pipelined := range []bool{false} {
+	for _, pipelined := range []bool{false, true} {
 		n := 0
 		each := func(r *Record, err error) {
 			if n >= len(recs) {
@@ -204,7 +204,11 @@ func checkStreaming(t *testing.T, payload []byte, recs []Record, errs []error) {
 			n++
 		}
 		var err error
-		err = (&eventDecoder{s: scanner{buf: payload}, each: each}).event()
+		if pipelined {
+			err = decodePipelined(&eventDecoder{s: scanner{buf: payload}}, each)
+		} else {
+			err = (&eventDecoder{s: scanner{buf: payload}, each: each}).event()
+		}
 		if err != nil || n != len(recs) {
 			t.Fatalf("pipelined=%v: %d records, %v; DecodeEvent gave %d", pipelined, n, err, len(recs))
 		}

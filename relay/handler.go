@@ -49,7 +49,8 @@ func NewHandler(c Config, p Producer, log *slog.Logger) *Handler {
 }
 
 // Invoke handles one Lambda invocation carrying an SQS event and returns
-// the partial batch response. Records are produced as they are decoded.
+// the partial batch response. Records are produced as they are decoded
+// (on a second goroutine for large events, see pipelineMinBytes).
 // It returns an error, which fails the whole batch, only when the payload
 // cannot be read record by record (see DecodeEvent); records produced
 // before such a flaw was found may then reach Kafka twice (at least once).
@@ -65,7 +66,11 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	hint := max(16, min(len(payload)/256, 10000))
 	b := h.begin(ctx, log, hint)
 	d := &eventDecoder{s: scanner{buf: payload}, each: b.record}
-	if err := d.event(); err != nil {
+	decode := d.event
+	if len(payload) >= pipelineMinBytes {
+		decode = func() error { return decodePipelined(d, b.record) }
+	}
+	if err := decode(); err != nil {
 		b.batch.Wait() // settle what was handed over; the batch fails whole
 		err = fmt.Errorf("%w: %w", ErrNotSQSEvent, err)
 		log.Error("cannot read the batch; failing it whole so SQS retries every record", "error", err.Error(), "payloadBytes", len(payload))

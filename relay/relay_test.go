@@ -576,3 +576,51 @@ func TestBootstrapNameDoesNotResolve(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeFIFOEventPipelined runs an event big enough to be decoded on its
+// own goroutine: failures and the FIFO groups they block come out as for a
+// small one, and every group keeps its order in Kafka.
+func TestLargeFIFOEventPipelined(t *testing.T) {
+	c := startBroker(t, 3, []string{"events"})
+	f := newRelay(t, map[string]string{"RELAY_BROKERS": c.Addrs(), "RELAY_MAX_MESSAGE_BYTES": "1500"})
+	var ev events.SQSEvent
+	groups := []string{"A", "B", "C", "D"}
+	for i := range 300 {
+		ev.Records = append(ev.Records, fifoMsg(fmt.Sprintf("m-%03d", i), groups[i%4], strings.Repeat("x", 1000)))
+	}
+	ev.Records[101].Body = strings.Repeat("x", 2000)                                                       // group B fails from here on
+	ev.Records[202].MessageAttributes = map[string]events.SQSMessageAttribute{"bad": {DataType: "Binary"}} // group C
+	if payload, _ := json.Marshal(ev); len(payload) < 128<<10 {
+		t.Fatalf("event is %d bytes: too small to be pipelined", len(payload))
+	}
+
+	failed, _ := f.invoke(t, ev, 20*time.Second)
+	want := map[string]bool{}
+	for i := 101; i < 300; i += 4 {
+		want[fmt.Sprintf("m-%03d", i)] = true
+	}
+	for i := 202; i < 300; i += 4 {
+		want[fmt.Sprintf("m-%03d", i)] = true
+	}
+	if fmt.Sprint(failed) != fmt.Sprint(want) {
+		t.Fatalf("failed %d records %v, want %d %v", len(failed), keys(failed), len(want), keys(want))
+	}
+	recs, err := c.Records("events", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 300-len(want) {
+		t.Fatalf("%d records in Kafka, want %d", len(recs), 300-len(want))
+	}
+	last := map[string]string{}
+	for _, r := range recs {
+		id, _ := header(r, relay.HeaderMessageID)
+		if want[id] {
+			t.Errorf("%s is in Kafka and reported failed", id)
+		}
+		if prev := last[string(r.Key)]; id <= prev {
+			t.Errorf("group %s: %s after %s", r.Key, id, prev)
+		}
+		last[string(r.Key)] = id
+	}
+}

@@ -1,0 +1,79 @@
+package relay
+
+import "fmt"
+
+// Events at least this large are decoded on their own goroutine while the
+// records already read are mapped and produced; smaller ones are decoded
+// inline, where a handoff would cost more than it saves. 64 KiB is about
+// 40 records of 1 KiB.
+const pipelineMinBytes = 64 << 10
+
+// pipeChunk is how many records the decoding goroutine hands over at once:
+// enough to spread a channel operation's cost, few enough to start
+// producing early.
+const pipeChunk = 32
+
+// pipeDepth is how many chunks may be in flight between the goroutines.
+const pipeDepth = 8
+
+// chunk is a run of decoded records with room for their attributes, which
+// the decoder reuses for the next record.
+type chunk struct {
+	recs  [pipeChunk]Record
+	errs  [pipeChunk]error
+	attrs []Attribute
+	n     int
+}
+
+// decodePipelined decodes d's event on a new goroutine and calls each for
+// every record, in order, on the caller's. It returns when both are done,
+// so nothing reads the payload afterwards.
+func decodePipelined(d *eventDecoder, each func(*Record, error)) error {
+	free := make(chan *chunk, pipeDepth)
+	full := make(chan *chunk, pipeDepth)
+	for range pipeDepth {
+		free <- &chunk{}
+	}
+	var err error
+	go func() {
+		defer close(full)
+		defer func() {
+			// The scanner is bounds-checked and fuzzed; should it still
+			// panic, fail the batch rather than the process.
+			if p := recover(); p != nil {
+				err = fmt.Errorf("decoder panicked: %v", p)
+			}
+		}()
+		c := <-free
+		d.each = func(r *Record, rerr error) {
+			if c.n == 0 {
+				c.attrs = c.attrs[:0]
+			}
+			rec := &c.recs[c.n]
+			*rec = *r
+			if len(r.Attributes) > 0 {
+				start := len(c.attrs)
+				c.attrs = append(c.attrs, r.Attributes...)
+				rec.Attributes = c.attrs[start:len(c.attrs):len(c.attrs)]
+			}
+			c.errs[c.n] = rerr
+			c.n++
+			if c.n == pipeChunk {
+				full <- c
+				c = <-free
+			}
+		}
+		err = d.event()
+		if c.n > 0 {
+			full <- c
+		}
+	}()
+	for c := range full {
+		for i := range c.n {
+			each(&c.recs[i], c.errs[i])
+		}
+		c.n = 0
+		free <- c
+	}
+	return err
+}
