@@ -147,11 +147,11 @@ const (
 )
 
 // StartStack starts everything on 127.0.0.1.
-func StartStack(cfg StackConfig) (s *Stack, err error) {
-	s = &Stack{}
+func StartStack(cfg StackConfig) (_ *Stack, err error) {
+	s := &Stack{}
 	defer func() {
 		if err != nil {
-			s.Close()
+			s.Close() // what started before the failure
 		}
 	}()
 	env := []string{"RELAY_AUTH=none"}
