@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -81,6 +82,20 @@ func BenchmarkRelay(b *testing.B) {
 }
 
 func benchRelay(b *testing.B, n int) {
+	invoke := relayBatch(b, n)
+	invoke() // connect, metadata, producer id: not part of the steady state
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		invoke()
+	}
+	b.ReportMetric(float64(b.N*n)/time.Since(start).Seconds(), "records/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// relayBatch returns a function that relays one n-record batch through
+// the handler, on a broker of its own.
+func relayBatch(b *testing.B, n int) func() {
 	c := benchBroker(b)
 	cfg := benchConfig(b, c.Addrs())
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
@@ -94,7 +109,7 @@ func benchRelay(b *testing.B, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	invoke := func() {
+	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		out, err := h.Invoke(ctx, payload)
@@ -102,14 +117,6 @@ func benchRelay(b *testing.B, n int) {
 			b.Fatalf("invoke: %s %v", out, err)
 		}
 	}
-	invoke() // connect, metadata, producer id: not part of the steady state
-	b.ResetTimer()
-	start := time.Now()
-	for range b.N {
-		invoke()
-	}
-	b.ReportMetric(float64(b.N*n)/time.Since(start).Seconds(), "records/s")
-	b.ReportMetric(0, "ns/op")
 }
 
 // BenchmarkRawProduce is the baseline: confluent-kafka-go producing the
@@ -118,21 +125,7 @@ func benchRelay(b *testing.B, n int) {
 func BenchmarkRawProduce(b *testing.B) {
 	for _, n := range batchSizes {
 		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
-			kp, msgs := rawProducer(b, n)
-			topic := "events"
-			dr := make(chan ckafka.Event, n)
-			produce := func() {
-				for i := range msgs {
-					if err := kp.Produce(rawMessage(&msgs[i], &topic), dr); err != nil {
-						b.Fatal(err)
-					}
-				}
-				for range msgs {
-					if ev := <-dr; ev.(*ckafka.Message).TopicPartition.Error != nil {
-						b.Fatal(ev)
-					}
-				}
-			}
+			produce := rawBatch(b, n)
 			produce()
 			b.ResetTimer()
 			start := time.Now()
@@ -143,6 +136,78 @@ func BenchmarkRawProduce(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+}
+
+// rawBatch returns a function that produces n messages with
+// confluent-kafka-go and waits for their delivery reports, on a broker of
+// its own.
+func rawBatch(b *testing.B, n int) func() {
+	kp, msgs := rawProducer(b, n)
+	topic := "events"
+	dr := make(chan ckafka.Event, n)
+	return func() {
+		for i := range msgs {
+			if err := kp.Produce(rawMessage(&msgs[i], &topic), dr); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for range msgs {
+			if ev := <-dr; ev.(*ckafka.Message).TopicPartition.Error != nil {
+				b.Fatal(ev)
+			}
+		}
+	}
+}
+
+// BenchmarkRelayVsRaw alternates a relay batch and a raw batch of 10,000
+// records, so that both see the same machine: on a shared 2-core host the
+// rate of either drifts by ±15% between runs a minute apart, which
+// separate benchmarks turn into noise in their ratio. It also reports the
+// process's CPU time per record on each side (both are CPU-bound there).
+func BenchmarkRelayVsRaw(b *testing.B) {
+	const n = 10000
+	relayOne, rawOne := relayBatch(b, n), rawBatch(b, n)
+	relayOne()
+	rawOne()
+	var relayT, rawT sides
+	b.ResetTimer()
+	for i := range b.N {
+		// Alternate which goes first, so neither always follows the other.
+		if i%2 == 0 {
+			relayT.time(relayOne)
+			rawT.time(rawOne)
+		} else {
+			rawT.time(rawOne)
+			relayT.time(relayOne)
+		}
+	}
+	records := float64(b.N * n)
+	b.ReportMetric(records/relayT.wall.Seconds(), "relay-records/s")
+	b.ReportMetric(records/rawT.wall.Seconds(), "raw-records/s")
+	b.ReportMetric(rawT.wall.Seconds()/relayT.wall.Seconds(), "relay/raw")
+	b.ReportMetric(float64(relayT.cpu.Nanoseconds())/records, "relay-cpu-ns/record")
+	b.ReportMetric(float64(rawT.cpu.Nanoseconds())/records, "raw-cpu-ns/record")
+	b.ReportMetric(0, "ns/op")
+}
+
+// sides accumulates the wall-clock and process CPU time of one side's
+// batches.
+type sides struct{ wall, cpu time.Duration }
+
+func (s *sides) time(batch func()) {
+	c0, t0 := processCPU(), time.Now()
+	batch()
+	s.wall += time.Since(t0)
+	s.cpu += processCPU() - c0
+}
+
+// processCPU is the user and system time of this process, every thread.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		panic(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkNaiveProduce is the pattern of many Lambda examples: produce a
