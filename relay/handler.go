@@ -65,12 +65,15 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	// if a batch is denser.
 	hint := max(16, min(len(payload)/256, 10000))
 	b := h.begin(ctx, log, hint)
-	d := &eventDecoder{s: scanner{buf: payload}, each: b.record}
-	decode := d.event
+	d := &eventDecoder{s: scanner{buf: payload}}
+	var err error
 	if len(payload) >= pipelineMinBytes {
-		decode = func() error { return decodePipelined(d, b.record) }
+		err = decodePipelined(d, b.record)
+	} else {
+		d.each = b.record
+		err = d.event()
 	}
-	if err := decode(); err != nil {
+	if err != nil {
 		b.batch.Wait() // settle what was handed over; the batch fails whole
 		err = fmt.Errorf("%w: %w", ErrNotSQSEvent, err)
 		log.Error("cannot read the batch; failing it whole so SQS retries every record", "error", err.Error(), "payloadBytes", len(payload))

@@ -96,7 +96,7 @@ func main() {
 		row("relay ÷ naive", fmt.Sprintf("%.0f", relay/naive), target(relay/naive, 100))
 	}
 	if a, ok := get("BenchmarkDecodeAndMap", "allocs/record"); ok {
-		row("heap allocations per record, decoding + mapping", fmt.Sprintf("%.2f", a), "≤ 4")
+		row("heap allocations per record, decoding + mapping", fmt.Sprintf("%.4f", a), "≤ 4")
 	}
 	if a, ok := get("BenchmarkRelay/records=10000", "allocs/op"); ok {
 		row("heap allocations per record, whole handler incl. the Go client", fmt.Sprintf("%.1f", a/10000), "")

@@ -97,13 +97,10 @@ func (r *run) Add(m *relay.Message) error {
 
 // drain records the reports already waiting, without blocking.
 func (r *run) drain() {
+	// Only this batch's goroutine receives from r.dr until Wait returns,
+	// so a report counted here is there to take.
 	for len(r.dr) > 0 {
-		select {
-		case ev := <-r.dr:
-			r.report(ev)
-		default:
-			return
-		}
+		r.report(<-r.dr)
 	}
 }
 
