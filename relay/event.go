@@ -22,7 +22,7 @@ var ErrNotSQSEvent = errors.New("payload is not an SQS event")
 // The records' strings and bytes share payload's memory where no
 // unescaping was needed: payload must not change while they are in use.
 func DecodeEvent(payload []byte) (recs []Record, errs []error, err error) {
-	d := &eventDecoder{s: scanner{buf: payload}}
+	d := newEventDecoder(payload)
 	if err := d.event(); err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrNotSQSEvent, err)
 	}
@@ -43,6 +43,43 @@ type eventDecoder struct {
 	// allocation and the garbage collector's scanning of them.
 	each func(r *Record, err error)
 	cur  Record
+
+	// The keys of records, of their attributes, of message attribute
+	// names and of message attribute values.
+	recordKeys, systemKeys, nameKeys, valueKeys keys
+}
+
+// Indexes of the keys the decoder reads, as given to keys.init.
+const (
+	keyMessageID = iota
+	keyBody
+	keyEventSourceARN
+	keyAttributes
+	keyMessageAttributes
+)
+
+const (
+	keySentTimestamp = iota
+	keyReceiveCount
+	keyMessageGroupID
+	keySequenceNumber
+)
+
+const (
+	keyDataType = iota
+	keyStringValue
+	keyBinaryValue
+	keyStringListValues
+	keyBinaryListValues
+)
+
+func newEventDecoder(payload []byte) *eventDecoder {
+	d := &eventDecoder{s: scanner{buf: payload}}
+	d.recordKeys.init("messageId", "body", "eventSourceARN", "attributes", "messageAttributes")
+	d.systemKeys.init("SentTimestamp", "ApproximateReceiveCount", "MessageGroupId", "SequenceNumber")
+	d.nameKeys.init()
+	d.valueKeys.init("dataType", "stringValue", "binaryValue", "stringListValues", "binaryListValues")
+	return d
 }
 
 func (d *eventDecoder) event() error {
@@ -117,11 +154,11 @@ func (d *eventDecoder) record() error {
 	}
 	hasBody := false
 	attrStart := len(d.attrs)
-	err := s.object(func(key []byte) error {
-		switch string(key) {
-		case "messageId":
+	err := s.fields(&d.recordKeys, func(k int, _ []byte) error {
+		switch k {
+		case keyMessageID:
 			return str("messageId", &r.MessageID)
-		case "body":
+		case keyBody:
 			if s.null() {
 				return nil
 			}
@@ -131,36 +168,36 @@ func (d *eventDecoder) record() error {
 			b, err := s.str()
 			r.Body, hasBody = b, true
 			return err
-		case "eventSourceARN":
+		case keyEventSourceARN:
 			return str("eventSourceARN", &r.EventSourceARN)
-		case "attributes":
+		case keyAttributes:
 			if s.null() {
 				return nil
 			}
 			if ok, err := typed("attributes", '{', "an object"); !ok {
 				return err
 			}
-			return s.object(func(name []byte) error {
-				switch string(name) {
-				case "SentTimestamp":
+			return s.fields(&d.systemKeys, func(k int, _ []byte) error {
+				switch k {
+				case keySentTimestamp:
 					return str("attributes.SentTimestamp", &r.SentTimestamp)
-				case "ApproximateReceiveCount":
+				case keyReceiveCount:
 					return str("attributes.ApproximateReceiveCount", &r.ReceiveCount)
-				case "MessageGroupId":
+				case keyMessageGroupID:
 					return str("attributes.MessageGroupId", &r.MessageGroupID)
-				case "SequenceNumber":
+				case keySequenceNumber:
 					return str("attributes.SequenceNumber", &r.SequenceNumber)
 				}
 				return s.skip()
 			})
-		case "messageAttributes":
+		case keyMessageAttributes:
 			if s.null() {
 				return nil
 			}
 			if ok, err := typed("messageAttributes", '{', "an object"); !ok {
 				return err
 			}
-			return s.object(func(name []byte) error {
+			return s.fields(&d.nameKeys, func(_ int, name []byte) error {
 				field, problem, err := d.attribute(name)
 				if problem != nil {
 					bad("messageAttributes."+string(name)+field, problem)
@@ -208,17 +245,17 @@ func (d *eventDecoder) attribute(name []byte) (field string, problem, err error)
 	var dataType, stringValue, binaryValue []byte
 	var hasString, hasBinary bool
 	var lists, typeErr string
-	err = s.object(func(key []byte) error {
+	err = s.fields(&d.valueKeys, func(k int, key []byte) error {
 		var dst *[]byte
 		var has *bool
-		switch string(key) {
-		case "dataType":
+		switch k {
+		case keyDataType:
 			dst, has = &dataType, new(bool)
-		case "stringValue":
+		case keyStringValue:
 			dst, has = &stringValue, &hasString
-		case "binaryValue":
+		case keyBinaryValue:
 			dst, has = &binaryValue, &hasBinary
-		case "stringListValues", "binaryListValues":
+		case keyStringListValues, keyBinaryListValues:
 			if s.null() {
 				return nil
 			}

@@ -5,11 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/aws/aws-lambda-go/events"
 )
 
 func TestDecodeEvent(t *testing.T) {
@@ -205,9 +209,11 @@ func checkStreaming(t *testing.T, payload []byte, recs []Record, errs []error) {
 		}
 		var err error
 		if pipelined {
-			err = decodePipelined(&eventDecoder{s: scanner{buf: payload}}, each)
+			err = decodePipelined(newEventDecoder(payload), each)
 		} else {
-			err = (&eventDecoder{s: scanner{buf: payload}, each: each}).event()
+			d := newEventDecoder(payload)
+			d.each = each
+			err = d.event()
 		}
 		if err != nil || n != len(recs) {
 			t.Fatalf("pipelined=%v: %d records, %v; DecodeEvent gave %d", pipelined, n, err, len(recs))
@@ -230,19 +236,30 @@ func TestPlain(t *testing.T) {
 		}
 		return 0, false
 	}
+	// What follows the closing quote is read by the word-wide checks too,
+	// so the string ends the input or is followed by bytes of every class.
+	var tails []string
+	for _, c := range []byte{0, 'x', '"', '\\', 0x01, 0x80} {
+		tails = append(tails, strings.Repeat(string([]byte{c}), 40))
+	}
+	tails[0] = ""
 	for _, c := range []byte{'"', '\\', 0x00, 0x1f, 0x20, 0x7f, 0x80, 0xff} {
 		for n := 0; n < 200; n++ {
 			for pos := 0; pos <= n; pos++ {
-				b := bytes.Repeat([]byte{'x'}, n+1)
-				b[n] = '"'
-				b[pos] = c
-				wantN, wantOK := ref(b)
-				gotN, gotOK := plain(b)
-				if gotOK != wantOK || wantOK && gotN != wantN {
-					t.Fatalf("plain(%q) = %d, %v; want %d, %v", b, gotN, gotOK, wantN, wantOK)
+				for _, tail := range tails {
+					b := append(bytes.Repeat([]byte{'x'}, n+1), tail...)
+					b[n] = '"'
+					b[pos] = c
+					wantN, wantOK := ref(b)
+					gotN, gotOK := plain(b)
+					if gotOK != wantOK || wantOK && gotN != wantN {
+						t.Fatalf("plain(%q) = %d, %v; want %d, %v", b, gotN, gotOK, wantN, wantOK)
+					}
 				}
-				if got := control(b[:pos+1]); got != (c < 0x20) {
-					t.Fatalf("control(%q) = %v", b[:pos+1], got)
+				b := bytes.Repeat([]byte{'x'}, pos+1)
+				b[pos] = c
+				if got := control(b); got != (c < 0x20) {
+					t.Fatalf("control(%q) = %v", b, got)
 				}
 			}
 		}
@@ -250,4 +267,104 @@ func TestPlain(t *testing.T) {
 	if _, ok := plain([]byte(strings.Repeat("x", 100))); ok {
 		t.Error("plain accepted a string without a closing quote")
 	}
+}
+
+// TestDecodeEventKeysInAnyOrder decodes records whose keys change order,
+// are escaped, spaced, unknown or more than a keys table holds, so the
+// decoder's guess of the next key is wrong in every way it can be, and
+// compares each record with encoding/json's reading.
+func TestDecodeEventKeysInAnyOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	// key writes a key as JSON, sometimes with its first letter escaped,
+	// then the colon, sometimes spaced.
+	key := func(k string) string {
+		q := `"` + k + `"`
+		if rng.IntN(4) == 0 {
+			q = fmt.Sprintf(`"\u%04x%s"`, k[0], k[1:])
+		}
+		if rng.IntN(4) == 0 {
+			return q + " : "
+		}
+		return q + ":"
+	}
+	object := func(members map[string]string) string {
+		names := make([]string, 0, len(members))
+		for k := range members {
+			names = append(names, k)
+		}
+		slices.Sort(names)
+		if rng.IntN(3) > 0 { // mostly a new order, sometimes the same
+			rng.Shuffle(len(names), func(i, j int) { names[i], names[j] = names[j], names[i] })
+		}
+		var b strings.Builder
+		b.WriteByte('{')
+		for i, k := range names {
+			if i > 0 {
+				b.WriteString([]string{",", " , "}[rng.IntN(2)])
+			}
+			b.WriteString(key(k) + members[k])
+		}
+		b.WriteByte('}')
+		return b.String()
+	}
+	var records []string
+	for i := range 300 {
+		// Decoys differ from a key the decoder reads in its last letter only.
+		attrs := map[string]string{"SentTimestamp": `"1700000000000"`, "ApproximateReceiveCount": fmt.Sprintf(`"%d"`, i%5+1), "SenderId": `"AIDA"`, "SentTimestamx": `"1"`}
+		if i%3 == 0 {
+			attrs["MessageGroupId"], attrs["SequenceNumber"] = fmt.Sprintf(`"g%d"`, i%7), fmt.Sprintf(`"%d"`, i)
+		}
+		msgAttrs := map[string]string{}
+		for j := range i % 5 {
+			msgAttrs[fmt.Sprintf("a%d", (i+j)%12)] = object(map[string]string{"dataType": `"String"`, "stringValue": fmt.Sprintf(`"v%d"`, j), "stringListValues": "[]", "binaryListValues": "null", "dataTypx": `"Binary"`})
+		}
+		if i%4 == 0 {
+			msgAttrs["bin"] = object(map[string]string{"dataType": `"Binary"`, "binaryValue": `"AAH/"`})
+		}
+		rec := map[string]string{
+			"messageId": fmt.Sprintf(`"m-%d"`, i), "receiptHandle": `"AQEB"`, "body": fmt.Sprintf(`"body \"%d\""`, i),
+			"md5OfBody": `"0"`, "eventSource": `"aws:sqs"`, "awsRegion": `"eu-west-1"`,
+			"eventSourceARN": `"arn:aws:sqs:eu-west-1:1:q.fifo"`, "attributes": object(attrs), "messageAttributes": object(msgAttrs),
+			"bodx": `"decoy"`, "messageIx": `"decoy"`,
+		}
+		for j := range i % 25 { // up to 24 unknown keys: more than a table learns
+			rec[fmt.Sprintf("extra%d", j)] = `{"body":"not this one","messageId":"nor this"}`
+		}
+		records = append(records, object(rec))
+	}
+	payload := []byte(`{"Records":[` + strings.Join(records, ",") + `]}`)
+
+	var want events.SQSEvent
+	if err := json.Unmarshal(payload, &want); err != nil {
+		t.Fatal(err)
+	}
+	recs, errs, err := DecodeEvent(payload)
+	if err != nil || len(recs) != len(want.Records) {
+		t.Fatalf("%d records, %v; encoding/json reads %d", len(recs), err, len(want.Records))
+	}
+	for i, r := range recs {
+		w := want.Records[i]
+		if errs[i] != nil {
+			t.Fatalf("record %d: %v", i, errs[i])
+		}
+		if r.MessageID != w.MessageId || string(r.Body) != w.Body || r.EventSourceARN != w.EventSourceARN ||
+			r.SentTimestamp != w.Attributes["SentTimestamp"] || r.ReceiveCount != w.Attributes["ApproximateReceiveCount"] ||
+			r.MessageGroupID != w.Attributes["MessageGroupId"] || r.SequenceNumber != w.Attributes["SequenceNumber"] {
+			t.Fatalf("record %d: %+v; encoding/json reads %+v", i, r, w)
+		}
+		if len(r.Attributes) != len(w.MessageAttributes) {
+			t.Fatalf("record %d: %d message attributes, encoding/json reads %d", i, len(r.Attributes), len(w.MessageAttributes))
+		}
+		for _, a := range r.Attributes {
+			wa, ok := w.MessageAttributes[a.Name]
+			wv := wa.BinaryValue
+			if wa.StringValue != nil {
+				wv = []byte(*wa.StringValue)
+			}
+			if !ok || a.DataType != wa.DataType || string(a.Value) != string(wv) {
+				t.Fatalf("record %d: attribute %+v; encoding/json reads %+v", i, a, wa)
+			}
+		}
+	}
+	checkStreaming(t, payload, recs, errs)
 }

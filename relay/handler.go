@@ -65,7 +65,7 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	// if a batch is denser.
 	hint := max(16, min(len(payload)/256, 10000))
 	b := h.begin(ctx, log, hint)
-	d := &eventDecoder{s: scanner{buf: payload}}
+	d := newEventDecoder(payload)
 	var err error
 	if len(payload) >= pipelineMinBytes {
 		err = decodePipelined(d, b.record)

@@ -86,6 +86,56 @@ func (s *scanner) kind() string {
 // object calls member for each key of the object at the cursor; member
 // must consume the value.
 func (s *scanner) object(member func(key []byte) error) error {
+	var ks keys
+	ks.init()
+	return s.fields(&ks, func(_ int, key []byte) error { return member(key) })
+}
+
+// maxKeys is how many names a keys table holds.
+const maxKeys = 16
+
+// keys recognises the keys of one kind of object without scanning them as
+// strings. Lambda writes every record's keys in the same order, so the key
+// that followed the previous one last time is compared with the input
+// first; only a key that differs is scanned and looked up. Names not given
+// to init are learned as they come, up to maxKeys.
+type keys struct {
+	names [maxKeys]string
+	n     int // names in use: init's, then the learned ones
+	// after[i+1] is the index of the key that followed key i last time;
+	// after[0] the first key, or the one after a key not in the table. -1: none.
+	after [maxKeys + 1]int8
+}
+
+// init sets the names the caller dispatches on, at indexes 0, 1, …
+func (ks *keys) init(known ...string) {
+	ks.n = copy(ks.names[:], known)
+	for i := range ks.after {
+		ks.after[i] = -1
+	}
+}
+
+// index returns key's index, learning it if there is room, or -1. Only a
+// key read from the input as is (raw, no escapes) is learned: its name is
+// then what a later literal comparison must match.
+func (ks *keys) index(key []byte, raw bool) int {
+	for i, name := range ks.names[:ks.n] {
+		if string(key) == name {
+			return i
+		}
+	}
+	if !raw || ks.n == maxKeys {
+		return -1
+	}
+	ks.names[ks.n] = bytesToString(key)
+	ks.n++
+	return ks.n - 1
+}
+
+// fields calls member for each key of the object at the cursor, with the
+// key's index in ks (-1 if it has none) and the key itself; member must
+// consume the value.
+func (s *scanner) fields(ks *keys, member func(k int, key []byte) error) error {
 	if err := s.expect('{'); err != nil {
 		return err
 	}
@@ -93,20 +143,32 @@ func (s *scanner) object(member func(key []byte) error) error {
 		s.pos++
 		return nil
 	}
+	prev := -1
 	for {
 		if s.peek() != '"' {
 			return s.syntax("expected a key")
 		}
-		key, err := s.str()
-		if err != nil {
+		k := int(ks.after[prev+1])
+		key, ok := []byte(nil), false
+		if k >= 0 {
+			key, ok = s.literalKey(ks.names[k])
+		}
+		if !ok {
+			start := s.pos
+			var err error
+			if key, err = s.str(); err != nil {
+				return err
+			}
+			if err := s.expect(':'); err != nil {
+				return err
+			}
+			k = ks.index(key, s.pos-start == len(key)+3)
+			ks.after[prev+1] = int8(k)
+		}
+		if err := member(k, key); err != nil {
 			return err
 		}
-		if err := s.expect(':'); err != nil {
-			return err
-		}
-		if err := member(key); err != nil {
-			return err
-		}
+		prev = k
 		switch s.peek() {
 		case ',':
 			s.pos++
@@ -117,6 +179,18 @@ func (s *scanner) object(member func(key []byte) error) error {
 			return s.syntax("expected ',' or '}'")
 		}
 	}
+}
+
+// literalKey consumes "name": if it is at the cursor, exactly, and returns
+// the key as a slice of the input.
+func (s *scanner) literalKey(name string) ([]byte, bool) {
+	rest := s.buf[s.pos:]
+	n := len(name)
+	if len(rest) < n+3 || rest[n+1] != '"' || rest[n+2] != ':' || string(rest[1:n+1]) != name {
+		return nil, false
+	}
+	s.pos += n + 3
+	return rest[1 : n+1 : n+1], true
 }
 
 // array calls elem for each element of the array at the cursor; elem must

@@ -129,14 +129,15 @@ func BenchmarkDecodeAndMap(b *testing.B) {
 	// As the handler does: each record is mapped as soon as it is decoded,
 	// into a message reused for the next.
 	decodeAndMap := func() {
-		d := &eventDecoder{s: scanner{buf: payload}, each: func(r *Record, err error) {
+		d := newEventDecoder(payload)
+		d.each = func(r *Record, err error) {
 			if err == nil {
 				err = m.Map(r, &msg)
 			}
 			if err != nil && failed == nil {
 				failed = err
 			}
-		}}
+		}
 		if err := d.event(); err != nil {
 			failed = err
 		}
