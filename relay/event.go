@@ -84,26 +84,27 @@ func newEventDecoder(payload []byte) *eventDecoder {
 
 func (d *eventDecoder) event() error {
 	s := &d.s
-	if s.peek() != '{' {
-		return s.syntax("expected an object")
+	c, i := s.peek(0)
+	if c != '{' {
+		return s.syntax(i, "expected an object")
 	}
 	found := false
-	err := s.object(func(key []byte) error {
+	i, err := s.object(i, func(i int, key []byte) (int, error) {
 		if string(key) != "Records" {
-			return s.skip()
+			return s.skip(i)
 		}
-		if s.peek() != '[' {
-			return fmt.Errorf("Records is %s, not an array", s.kind())
+		if c, j := s.peek(i); c != '[' {
+			return j, fmt.Errorf("Records is %s, not an array", s.kind(j))
 		}
 		found = true
 		d.recs, d.errs, d.n = d.recs[:0], d.errs[:0], 0
-		return s.array(d.record)
+		return s.array(i, d.record)
 	})
 	if err != nil {
 		return err
 	}
-	if s.peek() != 0 {
-		return s.syntax("unexpected data after the event")
+	if _, i = s.peek(i); i < len(s.buf) {
+		return s.syntax(i, "unexpected data after the event")
 	}
 	if !found {
 		return errors.New("no Records array")
@@ -111,13 +112,13 @@ func (d *eventDecoder) event() error {
 	return nil
 }
 
-// record decodes one record. A value of the wrong type fails the record
-// (if it has a messageId); a syntax error fails the event.
-func (d *eventDecoder) record() error {
+// record decodes the record at pos. A value of the wrong type fails the
+// record (if it has a messageId); a syntax error fails the event.
+func (d *eventDecoder) record(pos int) (int, error) {
 	s := &d.s
 	i := d.n
-	if s.peek() != '{' {
-		return fmt.Errorf("record %d is %s, not an object", i, s.kind())
+	if c, j := s.peek(pos); c != '{' {
+		return j, fmt.Errorf("record %d is %s, not an object", i, s.kind(j))
 	}
 	d.n++
 	var r *Record
@@ -134,84 +135,90 @@ func (d *eventDecoder) record() error {
 			fieldErr = &RecordError{Field: field, Reason: ReasonInvalidRecord, Err: err}
 		}
 	}
-	// typed reports whether the next value starts with c ('"' or '{');
+	// typed reports whether the value at i starts with c ('"' or '{');
 	// if not, it notes a type error on field and skips the value.
-	typed := func(field string, c byte, want string) (bool, error) {
-		if s.peek() == c {
-			return true, nil
+	typed := func(i int, field string, c byte, want string) (bool, int, error) {
+		b, j := s.peek(i)
+		if b == c {
+			return true, j, nil
 		}
-		bad(field, fmt.Errorf("is %s, not %s", s.kind(), want))
-		return false, s.skip()
+		bad(field, fmt.Errorf("is %s, not %s", s.kind(j), want))
+		j, err := s.skip(j)
+		return false, j, err
 	}
 	// str reads a string member into dst, or notes a type error.
-	str := func(field string, dst *string) error {
-		if ok, err := typed(field, '"', "a string"); !ok {
-			return err
+	str := func(i int, field string, dst *string) (int, error) {
+		ok, i, err := typed(i, field, '"', "a string")
+		if !ok {
+			return i, err
 		}
-		b, err := s.str()
+		b, i, err := s.str(i)
 		*dst = bytesToString(b)
-		return err
+		return i, err
 	}
 	hasBody := false
 	attrStart := len(d.attrs)
-	err := s.fields(&d.recordKeys, func(k int, _ []byte) error {
+	pos, err := s.fields(pos, &d.recordKeys, func(i, k int, _ []byte) (int, error) {
 		switch k {
 		case keyMessageID:
-			return str("messageId", &r.MessageID)
+			return str(i, "messageId", &r.MessageID)
 		case keyBody:
-			if s.null() {
-				return nil
+			if j, ok := s.null(i); ok {
+				return j, nil
 			}
-			if ok, err := typed("body", '"', "a string"); !ok {
-				return err
+			ok, i, err := typed(i, "body", '"', "a string")
+			if !ok {
+				return i, err
 			}
-			b, err := s.str()
-			r.Body, hasBody = b, true
-			return err
+			r.Body, i, err = s.str(i)
+			hasBody = true
+			return i, err
 		case keyEventSourceARN:
-			return str("eventSourceARN", &r.EventSourceARN)
+			return str(i, "eventSourceARN", &r.EventSourceARN)
 		case keyAttributes:
-			if s.null() {
-				return nil
+			if j, ok := s.null(i); ok {
+				return j, nil
 			}
-			if ok, err := typed("attributes", '{', "an object"); !ok {
-				return err
+			ok, i, err := typed(i, "attributes", '{', "an object")
+			if !ok {
+				return i, err
 			}
-			return s.fields(&d.systemKeys, func(k int, _ []byte) error {
+			return s.fields(i, &d.systemKeys, func(i, k int, _ []byte) (int, error) {
 				switch k {
 				case keySentTimestamp:
-					return str("attributes.SentTimestamp", &r.SentTimestamp)
+					return str(i, "attributes.SentTimestamp", &r.SentTimestamp)
 				case keyReceiveCount:
-					return str("attributes.ApproximateReceiveCount", &r.ReceiveCount)
+					return str(i, "attributes.ApproximateReceiveCount", &r.ReceiveCount)
 				case keyMessageGroupID:
-					return str("attributes.MessageGroupId", &r.MessageGroupID)
+					return str(i, "attributes.MessageGroupId", &r.MessageGroupID)
 				case keySequenceNumber:
-					return str("attributes.SequenceNumber", &r.SequenceNumber)
+					return str(i, "attributes.SequenceNumber", &r.SequenceNumber)
 				}
-				return s.skip()
+				return s.skip(i)
 			})
 		case keyMessageAttributes:
-			if s.null() {
-				return nil
+			if j, ok := s.null(i); ok {
+				return j, nil
 			}
-			if ok, err := typed("messageAttributes", '{', "an object"); !ok {
-				return err
+			ok, i, err := typed(i, "messageAttributes", '{', "an object")
+			if !ok {
+				return i, err
 			}
-			return s.fields(&d.nameKeys, func(_ int, name []byte) error {
-				field, problem, err := d.attribute(name)
+			return s.fields(i, &d.nameKeys, func(i, _ int, name []byte) (int, error) {
+				i, field, problem, err := d.attribute(i, name)
 				if problem != nil {
 					bad("messageAttributes."+string(name)+field, problem)
 				}
-				return err
+				return i, err
 			})
 		}
-		return s.skip()
+		return s.skip(i)
 	})
 	if err != nil {
-		return err
+		return pos, err
 	}
 	if r.MessageID == "" {
-		return fmt.Errorf("record %d has no messageId, so it cannot be reported on its own", i)
+		return pos, fmt.Errorf("record %d has no messageId, so it cannot be reported on its own", i)
 	}
 	if fieldErr == nil && !hasBody {
 		bad("body", errors.New("missing"))
@@ -227,25 +234,26 @@ func (d *eventDecoder) record() error {
 	}
 	if d.each != nil {
 		d.each(r, rerr)
-		return nil
+		return pos, nil
 	}
 	d.errs = append(d.errs, rerr)
-	return nil
+	return pos, nil
 }
 
-// attribute decodes one message attribute into d.attrs. A bad value comes
-// back as problem, with the field's suffix (".binaryValue") and the value
-// consumed; err is a syntax error.
-func (d *eventDecoder) attribute(name []byte) (field string, problem, err error) {
+// attribute decodes the message attribute at pos into d.attrs. A bad value
+// comes back as problem, with the field's suffix (".binaryValue") and the
+// value consumed; err is a syntax error.
+func (d *eventDecoder) attribute(pos int, name []byte) (next int, field string, problem, err error) {
 	s := &d.s
-	if s.peek() != '{' {
-		problem = fmt.Errorf("is %s, not an object", s.kind())
-		return "", problem, s.skip()
+	if c, j := s.peek(pos); c != '{' {
+		problem = fmt.Errorf("is %s, not an object", s.kind(j))
+		next, err = s.skip(j)
+		return next, "", problem, err
 	}
 	var dataType, stringValue, binaryValue []byte
 	var hasString, hasBinary bool
 	var lists, typeErr string
-	err = s.fields(&d.valueKeys, func(k int, key []byte) error {
+	pos, err = s.fields(pos, &d.valueKeys, func(i, k int, key []byte) (int, error) {
 		var dst *[]byte
 		var has *bool
 		switch k {
@@ -256,36 +264,36 @@ func (d *eventDecoder) attribute(name []byte) (field string, problem, err error)
 		case keyBinaryValue:
 			dst, has = &binaryValue, &hasBinary
 		case keyStringListValues, keyBinaryListValues:
-			if s.null() {
-				return nil
+			if j, ok := s.null(i); ok {
+				return j, nil
 			}
 			n := 0
-			err := s.array(func() error { n++; return s.skip() })
+			i, err := s.array(i, func(i int) (int, error) { n++; return s.skip(i) })
 			if n > 0 && lists == "" {
 				lists = "." + string(key)
 			}
-			return err
+			return i, err
 		default:
-			return s.skip()
+			return s.skip(i)
 		}
-		if s.null() {
-			return nil
+		if j, ok := s.null(i); ok {
+			return j, nil
 		}
-		if s.peek() != '"' {
+		if c, _ := s.peek(i); c != '"' {
 			if typeErr == "" {
 				typeErr = "." + string(key)
 			}
-			return s.skip()
+			return s.skip(i)
 		}
-		b, err := s.str()
+		b, i, err := s.str(i)
 		*dst, *has = b, true
-		return err
+		return i, err
 	})
 	if err != nil {
-		return "", nil, err
+		return pos, "", nil, err
 	}
 	if typeErr != "" {
-		return typeErr, errors.New("not a string"), nil
+		return pos, typeErr, errors.New("not a string"), nil
 	}
 	base := dataType
 	for i, c := range dataType {
@@ -299,30 +307,30 @@ func (d *eventDecoder) attribute(name []byte) (field string, problem, err error)
 	case "String", "Number":
 		if !hasString {
 			if lists != "" && !hasBinary {
-				return lists, errors.New("list values are not supported (SQS reserves them) and there is no scalar value"), nil
+				return pos, lists, errors.New("list values are not supported (SQS reserves them) and there is no scalar value"), nil
 			}
-			return ".stringValue", fmt.Errorf("missing for dataType %s", quote(string(dataType))), nil
+			return pos, ".stringValue", fmt.Errorf("missing for dataType %s", quote(string(dataType))), nil
 		}
 		value = stringValue
 	case "Binary":
 		if !hasBinary {
 			if lists != "" && !hasString {
-				return lists, errors.New("list values are not supported (SQS reserves them) and there is no scalar value"), nil
+				return pos, lists, errors.New("list values are not supported (SQS reserves them) and there is no scalar value"), nil
 			}
-			return ".binaryValue", fmt.Errorf("missing for dataType %s", quote(string(dataType))), nil
+			return pos, ".binaryValue", fmt.Errorf("missing for dataType %s", quote(string(dataType))), nil
 		}
 		start := len(s.arena)
 		s.arena, err = base64.StdEncoding.AppendDecode(s.arena, binaryValue)
 		if err != nil {
 			s.arena = s.arena[:start]
-			return ".binaryValue", fmt.Errorf("not base64: %w", err), nil
+			return pos, ".binaryValue", fmt.Errorf("not base64: %w", err), nil
 		}
 		value = s.arena[start:len(s.arena):len(s.arena)]
 	default:
-		return ".dataType", fmt.Errorf("%s is not String, Number or Binary", quote(string(dataType))), nil
+		return pos, ".dataType", fmt.Errorf("%s is not String, Number or Binary", quote(string(dataType))), nil
 	}
 	d.attrs = append(d.attrs, Attribute{Name: bytesToString(name), DataType: bytesToString(dataType), Value: value})
-	return "", nil, nil
+	return pos, "", nil, nil
 }
 
 // sortAttributes orders a record's attributes by name (insertion sort: a

@@ -93,6 +93,7 @@ func TestDecodeEventWholeFailures(t *testing.T) {
 	for _, payload := range []string{
 		``, `null`, `[]`, `"x"`, `{}`, `{"relay":"doctor"}`, `{"Records":{}}`,
 		`{"Records":[{"body":"no id"}]}`, `{"Records":[{"messageId":"","body":"x"}]}`, `{"Records":[5]}`,
+		"{\"Records\":[]}\x00", `{"Records":[]} x`, // data after the event, a NUL byte too
 	} {
 		if _, _, err := DecodeEvent([]byte(payload)); !errors.Is(err, ErrNotSQSEvent) {
 			t.Errorf("%s: err %v, want ErrNotSQSEvent", payload, err)

@@ -11,11 +11,13 @@ import (
 )
 
 // scanner reads JSON from a byte slice without building a tree: the event
-// decoder walks an SQS event with it in one pass. Every method checks its
-// bounds; malformed input is an error, never a panic.
+// decoder walks an SQS event with it in one pass. Its methods take the
+// index to read at and return the index after what they read, so the
+// position stays in registers rather than going through memory between
+// calls. Every method checks its bounds; malformed input is an error,
+// never a panic.
 type scanner struct {
 	buf []byte
-	pos int
 	// arena holds strings that needed unescaping and decoded Binary
 	// values; it only grows, so slices of it stay valid and unchanged.
 	arena []byte
@@ -23,51 +25,54 @@ type scanner struct {
 
 var errEOF = errors.New("unexpected end of JSON")
 
-func (s *scanner) syntax(what string) error {
-	if s.pos >= len(s.buf) {
-		return fmt.Errorf("invalid JSON at offset %d: %w", s.pos, errEOF)
+func (s *scanner) syntax(i int, what string) error {
+	if i >= len(s.buf) {
+		return fmt.Errorf("invalid JSON at offset %d: %w", i, errEOF)
 	}
-	return fmt.Errorf("invalid JSON at offset %d: %s, found %q", s.pos, what, s.buf[s.pos])
+	return fmt.Errorf("invalid JSON at offset %d: %s, found %q", i, what, s.buf[i])
 }
 
-func (s *scanner) ws() {
-	for s.pos < len(s.buf) {
-		switch s.buf[s.pos] {
+// ws returns the index of the first byte at or after i that is not space.
+func (s *scanner) ws(i int) int {
+	for i < len(s.buf) {
+		switch s.buf[i] {
 		case ' ', '\t', '\n', '\r':
-			s.pos++
+			i++
 		default:
-			return
+			return i
 		}
 	}
+	return i
 }
 
-// peek returns the next non-space byte, or 0 at the end.
-func (s *scanner) peek() byte {
-	if s.pos < len(s.buf) && s.buf[s.pos] > ' ' {
-		return s.buf[s.pos] // compact JSON, as Lambda sends it
+// peek returns the first byte at or after i that is not space, and its
+// index; at the end of the input, 0 and len(buf).
+func (s *scanner) peek(i int) (byte, int) {
+	if i < len(s.buf) && s.buf[i] > ' ' {
+		return s.buf[i], i // compact JSON, as Lambda sends it
 	}
-	s.ws()
-	if s.pos >= len(s.buf) {
-		return 0
+	i = s.ws(i)
+	if i >= len(s.buf) {
+		return 0, i
 	}
-	return s.buf[s.pos]
+	return s.buf[i], i
 }
 
-func (s *scanner) expect(c byte) error {
-	if s.pos < len(s.buf) && s.buf[s.pos] == c {
-		s.pos++
-		return nil
+// expect consumes c, the next byte that is not space.
+func (s *scanner) expect(i int, c byte) (int, error) {
+	if i < len(s.buf) && s.buf[i] == c {
+		return i + 1, nil
 	}
-	if s.peek() != c {
-		return s.syntax(fmt.Sprintf("expected %q", c))
+	b, j := s.peek(i)
+	if b != c || j >= len(s.buf) {
+		return j, s.syntax(j, fmt.Sprintf("expected %q", c))
 	}
-	s.pos++
-	return nil
+	return j + 1, nil
 }
 
-// kind names the JSON type of the next value, for type errors.
-func (s *scanner) kind() string {
-	switch s.peek() {
+// kind names the JSON type of the value at i, for type errors.
+func (s *scanner) kind(i int) string {
+	switch c, _ := s.peek(i); c {
 	case '"':
 		return "a string"
 	case '{':
@@ -83,12 +88,10 @@ func (s *scanner) kind() string {
 	}
 }
 
-// object calls member for each key of the object at the cursor; member
-// must consume the value.
-func (s *scanner) object(member func(key []byte) error) error {
-	var ks keys
-	ks.init()
-	return s.fields(&ks, func(_ int, key []byte) error { return member(key) })
+// object calls member for each key of the object at i; member must
+// consume the value.
+func (s *scanner) object(i int, member func(i int, key []byte) (int, error)) (int, error) {
+	return s.fields(i, nil, func(i, _ int, key []byte) (int, error) { return member(i, key) })
 }
 
 // maxKeys is how many names a keys table holds.
@@ -102,17 +105,17 @@ const maxKeys = 16
 type keys struct {
 	names [maxKeys]string
 	n     int // names in use: init's, then the learned ones
-	// after[i+1] is the index of the key that followed key i last time;
-	// after[0] the first key, or the one after a key not in the table. -1: none.
-	after [maxKeys + 1]int8
+	// guess[i+1] is the name of the key that followed key i last time, and
+	// guessK[i+1] its index; [0] is for the first key, or the one after a
+	// key not in the table. The name is kept here, not looked up, to keep
+	// a load off the path from one key to the next.
+	guess  [maxKeys + 1]string
+	guessK [maxKeys + 1]int8
 }
 
 // init sets the names the caller dispatches on, at indexes 0, 1, …
 func (ks *keys) init(known ...string) {
 	ks.n = copy(ks.names[:], known)
-	for i := range ks.after {
-		ks.after[i] = -1
-	}
 }
 
 // index returns key's index, learning it if there is room, or -1. Only a
@@ -132,121 +135,127 @@ func (ks *keys) index(key []byte, raw bool) int {
 	return ks.n - 1
 }
 
-// fields calls member for each key of the object at the cursor, with the
-// key's index in ks (-1 if it has none) and the key itself; member must
-// consume the value.
-func (s *scanner) fields(ks *keys, member func(k int, key []byte) error) error {
-	if err := s.expect('{'); err != nil {
-		return err
+// fields calls member for each key of the object at i, with the key's
+// index in ks (-1 if it has none; ks may be nil) and the key itself;
+// member must consume the value.
+func (s *scanner) fields(i int, ks *keys, member func(i, k int, key []byte) (int, error)) (int, error) {
+	i, err := s.expect(i, '{')
+	if err != nil {
+		return i, err
 	}
-	if s.peek() == '}' {
-		s.pos++
-		return nil
+	c, i := s.peek(i)
+	if c == '}' {
+		return i + 1, nil
 	}
 	prev := -1
 	for {
-		if s.peek() != '"' {
-			return s.syntax("expected a key")
+		if c != '"' {
+			return i, s.syntax(i, "expected a key")
 		}
-		k := int(ks.after[prev+1])
-		key, ok := []byte(nil), false
-		if k >= 0 {
-			key, ok = s.literalKey(ks.names[k])
+		k, key, ok := -1, []byte(nil), false
+		if ks != nil {
+			if name := ks.guess[prev+1]; name != "" {
+				key, i, ok = s.literalKey(i, name)
+				k = int(ks.guessK[prev+1])
+			}
 		}
 		if !ok {
-			start := s.pos
-			var err error
-			if key, err = s.str(); err != nil {
-				return err
+			start := i
+			if key, i, err = s.str(i); err != nil {
+				return i, err
 			}
-			if err := s.expect(':'); err != nil {
-				return err
+			if i, err = s.expect(i, ':'); err != nil {
+				return i, err
 			}
-			k = ks.index(key, s.pos-start == len(key)+3)
-			ks.after[prev+1] = int8(k)
+			k = -1
+			if ks != nil {
+				k = ks.index(key, i-start == len(key)+3)
+				ks.guess[prev+1], ks.guessK[prev+1] = "", -1
+				if k >= 0 {
+					ks.guess[prev+1], ks.guessK[prev+1] = ks.names[k], int8(k)
+				}
+			}
 		}
-		if err := member(k, key); err != nil {
-			return err
+		if i, err = member(i, k, key); err != nil {
+			return i, err
 		}
 		prev = k
-		switch s.peek() {
+		switch c, i = s.peek(i); c {
 		case ',':
-			s.pos++
+			c, i = s.peek(i + 1)
 		case '}':
-			s.pos++
-			return nil
+			return i + 1, nil
 		default:
-			return s.syntax("expected ',' or '}'")
+			return i, s.syntax(i, "expected ',' or '}'")
 		}
 	}
 }
 
-// literalKey consumes "name": if it is at the cursor, exactly, and returns
-// the key as a slice of the input.
-func (s *scanner) literalKey(name string) ([]byte, bool) {
-	rest := s.buf[s.pos:]
+// literalKey consumes "name": if it is at i, exactly, and returns the key
+// as a slice of the input.
+func (s *scanner) literalKey(i int, name string) ([]byte, int, bool) {
+	rest := s.buf[i:]
 	n := len(name)
 	if len(rest) < n+3 || rest[n+1] != '"' || rest[n+2] != ':' || string(rest[1:n+1]) != name {
-		return nil, false
+		return nil, i, false
 	}
-	s.pos += n + 3
-	return rest[1 : n+1 : n+1], true
+	return rest[1 : n+1 : n+1], i + n + 3, true
 }
 
-// array calls elem for each element of the array at the cursor; elem must
-// consume it.
-func (s *scanner) array(elem func() error) error {
-	if err := s.expect('['); err != nil {
-		return err
+// array calls elem for each element of the array at i; elem must consume
+// it.
+func (s *scanner) array(i int, elem func(i int) (int, error)) (int, error) {
+	i, err := s.expect(i, '[')
+	if err != nil {
+		return i, err
 	}
-	if s.peek() == ']' {
-		s.pos++
-		return nil
+	c, i := s.peek(i)
+	if c == ']' {
+		return i + 1, nil
 	}
 	for {
-		if err := elem(); err != nil {
-			return err
+		if i, err = elem(i); err != nil {
+			return i, err
 		}
-		switch s.peek() {
+		switch c, i = s.peek(i); c {
 		case ',':
-			s.pos++
+			i++
 		case ']':
-			s.pos++
-			return nil
+			return i + 1, nil
 		default:
-			return s.syntax("expected ',' or ']'")
+			return i, s.syntax(i, "expected ',' or ']'")
 		}
 	}
 }
 
 // null consumes a null if one is next.
-func (s *scanner) null() bool {
-	if s.peek() == 'n' && s.literal("null") == nil {
-		return true
+func (s *scanner) null(i int) (int, bool) {
+	if c, j := s.peek(i); c == 'n' {
+		if j, err := s.literal(j, "null"); err == nil {
+			return j, true
+		}
 	}
-	return false
+	return i, false
 }
 
-func (s *scanner) literal(lit string) error {
-	if len(s.buf)-s.pos < len(lit) || string(s.buf[s.pos:s.pos+len(lit)]) != lit {
-		return s.syntax("expected " + lit)
+func (s *scanner) literal(i int, lit string) (int, error) {
+	if len(s.buf)-i < len(lit) || string(s.buf[i:i+len(lit)]) != lit {
+		return i, s.syntax(i, "expected "+lit)
 	}
-	s.pos += len(lit)
-	return nil
+	return i + len(lit), nil
 }
 
-// str reads the string at the cursor. Without escapes it is a slice of the
-// input; with escapes it is unescaped into the arena.
-func (s *scanner) str() ([]byte, error) {
-	if err := s.expect('"'); err != nil {
-		return nil, err
+// str reads the string at i. Without escapes it is a slice of the input;
+// with escapes it is unescaped into the arena.
+func (s *scanner) str(i int) ([]byte, int, error) {
+	i, err := s.expect(i, '"')
+	if err != nil {
+		return nil, i, err
 	}
-	start := s.pos
-	if n, ok := plain(s.buf[start:]); ok {
-		s.pos += n + 1
-		return s.buf[start : start+n : start+n], nil
+	if n, ok := plain(s.buf[i:]); ok {
+		return s.buf[i : i+n : i+n], i + n + 1, nil
 	}
-	return s.unescape(start)
+	return s.unescape(i)
 }
 
 // plain finds the closing quote of a string whose contents start at b[0].
@@ -305,27 +314,27 @@ func control(b []byte) bool {
 	return acc&hi != 0
 }
 
-func (s *scanner) unescape(start int) ([]byte, error) {
+// unescape reads the rest of a string whose contents start at i into the
+// arena.
+func (s *scanner) unescape(i int) ([]byte, int, error) {
 	out := len(s.arena)
-	s.arena = append(s.arena, s.buf[start:s.pos]...)
-	for s.pos < len(s.buf) {
-		c := s.buf[s.pos]
+	for i < len(s.buf) {
+		c := s.buf[i]
 		switch {
 		case c == '"':
-			s.pos++
-			return s.arena[out:len(s.arena):len(s.arena)], nil
+			return s.arena[out:len(s.arena):len(s.arena)], i + 1, nil
 		case c < 0x20:
-			return nil, s.syntax("control character in string")
+			return nil, i, s.syntax(i, "control character in string")
 		case c != '\\':
 			s.arena = append(s.arena, c)
-			s.pos++
+			i++
 			continue
 		}
-		if s.pos+1 >= len(s.buf) {
+		if i+1 >= len(s.buf) {
 			break
 		}
-		esc := s.buf[s.pos+1]
-		s.pos += 2
+		esc := s.buf[i+1]
+		i += 2
 		switch esc {
 		case '"', '\\', '/':
 			s.arena = append(s.arena, esc)
@@ -340,42 +349,41 @@ func (s *scanner) unescape(start int) ([]byte, error) {
 		case 't':
 			s.arena = append(s.arena, '\t')
 		case 'u':
-			r, ok := s.hex4()
+			r, j, ok := s.hex4(i)
 			if !ok {
-				return nil, s.syntax("bad \\u escape")
+				return nil, i, s.syntax(i, "bad \\u escape")
 			}
+			i = j
 			if utf16.IsSurrogate(r) {
 				// A pair is two escapes; a lone half becomes U+FFFD, as encoding/json does.
-				save := s.pos
 				r2 := rune(-1)
-				if s.pos+1 < len(s.buf) && s.buf[s.pos] == '\\' && s.buf[s.pos+1] == 'u' {
-					s.pos += 2
-					if x, ok := s.hex4(); ok {
-						r2 = x
+				next := i
+				if i+1 < len(s.buf) && s.buf[i] == '\\' && s.buf[i+1] == 'u' {
+					if x, j, ok := s.hex4(i + 2); ok {
+						r2, next = x, j
 					}
 				}
 				if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
-					r = dec
+					r, i = dec, next
 				} else {
-					s.pos = save
 					r = utf8.RuneError
 				}
 			}
 			s.arena = utf8.AppendRune(s.arena, r)
 		default:
-			s.pos--
-			return nil, s.syntax("bad escape")
+			return nil, i - 1, s.syntax(i-1, "bad escape")
 		}
 	}
-	return nil, s.syntax("unterminated string")
+	return nil, i, s.syntax(i, "unterminated string")
 }
 
-func (s *scanner) hex4() (rune, bool) {
-	if len(s.buf)-s.pos < 4 {
-		return 0, false
+// hex4 reads the four hex digits of a \u escape at i.
+func (s *scanner) hex4(i int) (rune, int, bool) {
+	if len(s.buf)-i < 4 {
+		return 0, i, false
 	}
 	var r rune
-	for _, c := range s.buf[s.pos : s.pos+4] {
+	for _, c := range s.buf[i : i+4] {
 		switch {
 		case c >= '0' && c <= '9':
 			r = r<<4 | rune(c-'0')
@@ -384,101 +392,98 @@ func (s *scanner) hex4() (rune, bool) {
 		case c >= 'A' && c <= 'F':
 			r = r<<4 | rune(c-'A'+10)
 		default:
-			return 0, false
+			return 0, i, false
 		}
 	}
-	s.pos += 4
-	return r, true
+	return r, i + 4, true
 }
 
 // skip consumes one value of any type, checking its syntax.
-func (s *scanner) skip() error {
-	switch s.peek() {
+func (s *scanner) skip(i int) (int, error) {
+	c, i := s.peek(i)
+	switch c {
 	case '"':
 		// Validate without copying escapes into the arena.
-		s.pos++
-		if n, ok := plain(s.buf[s.pos:]); ok {
-			s.pos += n + 1
-			return nil
+		i++
+		if n, ok := plain(s.buf[i:]); ok {
+			return i + n + 1, nil
 		}
-		for s.pos < len(s.buf) {
-			c := s.buf[s.pos]
+		for i < len(s.buf) {
+			c := s.buf[i]
 			switch {
 			case c == '"':
-				s.pos++
-				return nil
+				return i + 1, nil
 			case c < 0x20:
-				return s.syntax("control character in string")
+				return i, s.syntax(i, "control character in string")
 			case c == '\\':
-				if s.pos+1 >= len(s.buf) {
-					return s.syntax("unterminated string")
+				if i+1 >= len(s.buf) {
+					return i, s.syntax(i, "unterminated string")
 				}
-				switch s.buf[s.pos+1] {
+				switch s.buf[i+1] {
 				case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-					s.pos += 2
+					i += 2
 				case 'u':
-					s.pos += 2
-					if _, ok := s.hex4(); !ok {
-						return s.syntax("bad \\u escape")
+					j, ok := 0, false
+					if _, j, ok = s.hex4(i + 2); !ok {
+						return i + 2, s.syntax(i+2, "bad \\u escape")
 					}
+					i = j
 				default:
-					s.pos++
-					return s.syntax("bad escape")
+					return i + 1, s.syntax(i+1, "bad escape")
 				}
 				continue
 			}
-			s.pos++
+			i++
 		}
-		return s.syntax("unterminated string")
+		return i, s.syntax(i, "unterminated string")
 	case '{':
-		return s.object(func([]byte) error { return s.skip() })
+		return s.object(i, func(i int, _ []byte) (int, error) { return s.skip(i) })
 	case '[':
-		return s.array(s.skip)
+		return s.array(i, s.skip)
 	case 't':
-		return s.literal("true")
+		return s.literal(i, "true")
 	case 'f':
-		return s.literal("false")
+		return s.literal(i, "false")
 	case 'n':
-		return s.literal("null")
+		return s.literal(i, "null")
 	default:
-		return s.number()
+		return s.number(i)
 	}
 }
 
 // number consumes a number, checking JSON's grammar.
-func (s *scanner) number() error {
-	start := s.pos
+func (s *scanner) number(i int) (int, error) {
 	digits := func() int {
 		n := 0
-		for s.pos < len(s.buf) && s.buf[s.pos] >= '0' && s.buf[s.pos] <= '9' {
-			s.pos++
+		for i < len(s.buf) && s.buf[i] >= '0' && s.buf[i] <= '9' {
+			i++
 			n++
 		}
 		return n
 	}
-	if s.pos < len(s.buf) && s.buf[s.pos] == '-' {
-		s.pos++
+	start := i
+	if i < len(s.buf) && s.buf[i] == '-' {
+		i++
 	}
-	if s.pos < len(s.buf) && s.buf[s.pos] == '0' {
-		s.pos++
+	if i < len(s.buf) && s.buf[i] == '0' {
+		i++
 	} else if digits() == 0 {
-		s.pos = start
-		return s.syntax("expected a value")
+		return start, s.syntax(start, "expected a value")
 	}
-	if s.pos < len(s.buf) && s.buf[s.pos] == '.' {
-		s.pos++
+	if i < len(s.buf) && s.buf[i] == '.' {
+		i++
 		if digits() == 0 {
-			return s.syntax("expected a digit")
+			return i, s.syntax(i, "expected a digit")
 		}
 	}
-	if s.pos < len(s.buf) && (s.buf[s.pos] == 'e' || s.buf[s.pos] == 'E') {
-		s.pos++
-		if s.pos < len(s.buf) && (s.buf[s.pos] == '+' || s.buf[s.pos] == '-') {
-			s.pos++
+	if i < len(s.buf) && (s.buf[i] == 'e' || s.buf[i] == 'E') {
+		i++
+		if i < len(s.buf) && (s.buf[i] == '+' || s.buf[i] == '-') {
+			i++
 		}
 		if digits() == 0 {
-			return s.syntax("expected a digit")
+			return i, s.syntax(i, "expected a digit")
 		}
 	}
-	return nil
+	return i, nil
 }
