@@ -213,3 +213,44 @@ func TestConfigMap(t *testing.T) {
 		}
 	}
 }
+
+// TestLatencies checks the produce latency of each acknowledged message:
+// one per message, each more than zero (the broker's round trip) and no
+// longer than the whole batch, though messages share clock readings.
+func TestLatencies(t *testing.T) {
+	c, err := broker.Start(3, []string{"events"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	p, err := New(testConfig(c.Addrs()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	produceN(t, p, 10) // connection and producer id first
+
+	const n = 1000
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	b := p.Start(ctx, n)
+	for i := range n {
+		if err := b.Add(&relay.Message{Topic: "events", Value: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatalf("Add %d: %v", i, err)
+		}
+	}
+	if _, cause := b.Wait(); cause != nil {
+		t.Fatal(cause)
+	}
+	wall := time.Since(start)
+	lat := b.Latencies()
+	if len(lat) != n {
+		t.Fatalf("%d latencies for %d acknowledged messages", len(lat), n)
+	}
+	for i, l := range lat {
+		if l <= 0 || l > wall {
+			t.Fatalf("latency %d is %v; the batch took %v", i, l, wall)
+		}
+	}
+}
