@@ -16,6 +16,9 @@ const pipeChunk = 32
 // pipeDepth is how many chunks may be in flight between the goroutines.
 const pipeDepth = 8
 
+// pipeRelease is how many chunks are handed back to the decoder at once.
+const pipeRelease = 4
+
 // chunk is a run of decoded records with room for their attributes, which
 // the decoder reuses for the next record.
 type chunk struct {
@@ -68,12 +71,22 @@ func decodePipelined(d *eventDecoder, each func(*Record, error)) error {
 			full <- c
 		}
 	}()
+	// Chunks go back to the decoder pipeRelease at a time, so that it is
+	// woken once per pipeRelease chunks rather than for each, but never
+	// held back while there is none to take: it could be waiting for them.
+	var done []*chunk
 	for c := range full {
 		for i := range c.n {
 			each(&c.recs[i], c.errs[i])
 		}
 		c.n = 0
-		free <- c
+		done = append(done, c)
+		if len(done) == pipeRelease || len(full) == 0 {
+			for _, c := range done {
+				free <- c
+			}
+			done = done[:0]
+		}
 	}
 	return err
 }
