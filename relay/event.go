@@ -42,7 +42,12 @@ type eventDecoder struct {
 	// empty: a batch's records are not all held at once, which spares the
 	// allocation and the garbage collector's scanning of them.
 	each func(r *Record, err error)
-	cur  Record
+	// cur is where the next record is decoded when each is set: own, or
+	// a slot that each moves on (see decodePipelined), which then also
+	// manages attrs, so that records decoded into slots keep theirs.
+	cur     *Record
+	own     Record
+	slotted bool
 
 	// The keys of records, of their attributes, of message attribute
 	// names and of message attribute values.
@@ -123,8 +128,14 @@ func (d *eventDecoder) record(pos int) (int, error) {
 	d.n++
 	var r *Record
 	if d.each != nil {
-		d.cur, d.attrs = Record{}, d.attrs[:0]
-		r = &d.cur
+		if d.cur == nil {
+			d.cur = &d.own
+		}
+		r = d.cur
+		*r = Record{}
+		if !d.slotted {
+			d.attrs = d.attrs[:0]
+		}
 	} else {
 		d.recs = append(d.recs, Record{})
 		r = &d.recs[i]

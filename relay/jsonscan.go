@@ -275,9 +275,11 @@ func plain(b []byte) (n int, ok bool) {
 	for ; i < 64 && i+8 <= len(b); i += 8 {
 		x := binary.LittleEndian.Uint64(b[i:])
 		q, e := x^lo*'"', x^lo*'\\'
-		if m := ((q-lo)&^q | (e-lo)&^e | (x-lo*0x20)&^x) & hi; m != 0 {
-			j := i + bits.TrailingZeros64(m)/8
-			return j, b[j] == '"'
+		mq := (q - lo) &^ q & hi
+		if m := mq | ((e-lo)&^e|(x-lo*0x20)&^x)&hi; m != 0 {
+			// The lowest stop is a quote if mq has it: mq's lowest bit is
+			// exact too, and it has none below a quote.
+			return i + bits.TrailingZeros64(m)/8, m&-m&mq != 0
 		}
 	}
 	n = bytes.IndexByte(b[i:], '"')

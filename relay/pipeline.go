@@ -19,8 +19,7 @@ const pipeDepth = 8
 // pipeRelease is how many chunks are handed back to the decoder at once.
 const pipeRelease = 4
 
-// chunk is a run of decoded records with room for their attributes, which
-// the decoder reuses for the next record.
+// chunk is a run of decoded records and the attributes they point into.
 type chunk struct {
 	recs  [pipeChunk]Record
 	errs  [pipeChunk]error
@@ -47,24 +46,20 @@ func decodePipelined(d *eventDecoder, each func(*Record, error)) error {
 				err = fmt.Errorf("decoder panicked: %v", p)
 			}
 		}()
+		// Records are decoded straight into the chunk's slots, and their
+		// attributes into its buffer, which goes with it when it is full.
 		c := <-free
-		d.each = func(r *Record, rerr error) {
-			if c.n == 0 {
-				c.attrs = c.attrs[:0]
-			}
-			rec := &c.recs[c.n]
-			*rec = *r
-			if len(r.Attributes) > 0 {
-				start := len(c.attrs)
-				c.attrs = append(c.attrs, r.Attributes...)
-				rec.Attributes = c.attrs[start:len(c.attrs):len(c.attrs)]
-			}
+		d.cur, d.attrs, d.slotted = &c.recs[0], c.attrs[:0], true
+		d.each = func(_ *Record, rerr error) {
 			c.errs[c.n] = rerr
 			c.n++
 			if c.n == pipeChunk {
+				c.attrs = d.attrs
 				full <- c
 				c = <-free
+				d.attrs = c.attrs[:0]
 			}
+			d.cur = &c.recs[c.n]
 		}
 		err = d.event()
 		if c.n > 0 {
