@@ -8,9 +8,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -368,4 +370,42 @@ func TestDecodeEventKeysInAnyOrder(t *testing.T) {
 		}
 	}
 	checkStreaming(t, payload, recs, errs)
+}
+
+// TestPipelinedCallbackPanic panics in the per-record callback of a
+// pipelined decode: the panic reaches the caller, and the decoding
+// goroutine stops instead of staying blocked on its channel.
+func TestPipelinedCallbackPanic(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"Records":[`)
+	for i := range 10 * pipeChunk * pipeDepth {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"messageId":"m-%d","body":"x"}`, i)
+	}
+	b.WriteString(`]}`)
+	payload := []byte(b.String())
+
+	before := runtime.NumGoroutine()
+	var recovered any
+	func() {
+		defer func() { recovered = recover() }()
+		n := 0
+		_ = decodePipelined(newEventDecoder(payload), func(*Record, error) {
+			if n++; n == 3*pipeChunk/2 {
+				panic("callback failed")
+			}
+		})
+	}()
+	if recovered != "callback failed" {
+		t.Fatalf("recovered %v, want the callback's panic", recovered)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines, %d before: the decoder did not stop", runtime.NumGoroutine(), before)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

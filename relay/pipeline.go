@@ -1,6 +1,9 @@
 package relay
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // Events at least this large are decoded on their own goroutine while the
 // records already read are mapped and produced; smaller ones are decoded
@@ -27,6 +30,9 @@ type chunk struct {
 	n     int
 }
 
+// errPipeQuit unwinds the decoder when the caller's side has stopped.
+var errPipeQuit = errors.New("pipeline stopped")
+
 // decodePipelined decodes d's event on a new goroutine and calls each for
 // every record, in order, on the caller's. It returns when both are done,
 // so nothing reads the payload afterwards.
@@ -36,13 +42,22 @@ func decodePipelined(d *eventDecoder, each func(*Record, error)) error {
 	for range pipeDepth {
 		free <- &chunk{}
 	}
+	// Should each panic, quit stops the decoder, which would otherwise
+	// stay blocked on a channel holding the payload, and the panic goes on
+	// once the decoder no longer reads the payload.
+	quit := make(chan struct{})
+	defer func() {
+		close(quit)
+		for range full {
+		}
+	}()
 	var err error
 	go func() {
 		defer close(full)
 		defer func() {
 			// The scanner is bounds-checked and fuzzed; should it still
 			// panic, fail the batch rather than the process.
-			if p := recover(); p != nil {
+			if p := recover(); p != nil && p != errPipeQuit {
 				err = fmt.Errorf("decoder panicked: %v", p)
 			}
 		}()
@@ -55,15 +70,26 @@ func decodePipelined(d *eventDecoder, each func(*Record, error)) error {
 			c.n++
 			if c.n == pipeChunk {
 				c.attrs = d.attrs
-				full <- c
-				c = <-free
+				select {
+				case full <- c:
+				case <-quit:
+					panic(errPipeQuit)
+				}
+				select {
+				case c = <-free:
+				case <-quit:
+					panic(errPipeQuit)
+				}
 				d.attrs = c.attrs[:0]
 			}
 			d.cur = &c.recs[c.n]
 		}
 		err = d.event()
 		if c.n > 0 {
-			full <- c
+			select {
+			case full <- c:
+			case <-quit:
+			}
 		}
 	}()
 	// Chunks go back to the decoder pipeRelease at a time, so that it is
