@@ -29,7 +29,25 @@ func testConfig(brokers string) relay.Config {
 	}
 }
 
-func produceN(t *testing.T, p *Producer, n int) []error {
+// newTestProducer starts a plaintext kfake cluster with the topic
+// "events" in partitions partitions, and a producer for it.
+func newTestProducer(t *testing.T, partitions int32) (*broker.Cluster, *Producer) {
+	t.Helper()
+	c, err := broker.Start(partitions, []string{"events"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	p, err := New(testConfig(c.Addrs()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return c, p
+}
+
+// produceBatch produces n messages as one batch and waits for it.
+func produceBatch(t *testing.T, p *Producer, n int) (relay.Batch, []error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -46,20 +64,17 @@ func produceN(t *testing.T, p *Producer, n int) []error {
 	if len(errs) != n {
 		t.Fatalf("%d results for %d messages", len(errs), n)
 	}
+	return b, errs
+}
+
+func produceN(t *testing.T, p *Producer, n int) []error {
+	t.Helper()
+	_, errs := produceBatch(t, p, n)
 	return errs
 }
 
 func TestFatalErrorReplacesProducer(t *testing.T) {
-	c, err := broker.Start(1, []string{"events"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	p, err := New(testConfig(c.Addrs()), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	c, p := newTestProducer(t, 1)
 
 	for _, err := range produceN(t, p, 10) {
 		if err != nil {
@@ -218,31 +233,12 @@ func TestConfigMap(t *testing.T) {
 // one per message, each more than zero (the broker's round trip) and no
 // longer than the whole batch, though messages share clock readings.
 func TestLatencies(t *testing.T) {
-	c, err := broker.Start(3, []string{"events"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	p, err := New(testConfig(c.Addrs()), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	_, p := newTestProducer(t, 3)
 	produceN(t, p, 10) // connection and producer id first
 
 	const n = 1000
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	start := time.Now()
-	b := p.Start(ctx, n)
-	for i := range n {
-		if err := b.Add(&relay.Message{Topic: "events", Value: []byte(fmt.Sprint(i))}); err != nil {
-			t.Fatalf("Add %d: %v", i, err)
-		}
-	}
-	if _, cause := b.Wait(); cause != nil {
-		t.Fatal(cause)
-	}
+	b, _ := produceBatch(t, p, n)
 	wall := time.Since(start)
 	lat := b.Latencies()
 	if len(lat) != n {
