@@ -330,7 +330,7 @@ func (d *eventDecoder) attribute(pos int, name []byte) (next int, field string, 
 			}
 			return pos, ".binaryValue", fmt.Errorf("missing for dataType %s", quote(string(dataType))), nil
 		}
-		start := len(s.arena)
+		start := s.room(base64.StdEncoding.DecodedLen(len(binaryValue)), len(s.arena))
 		s.arena, err = base64.StdEncoding.AppendDecode(s.arena, binaryValue)
 		if err != nil {
 			s.arena = s.arena[:start]
@@ -356,7 +356,7 @@ func sortAttributes(a []Attribute) {
 
 // bytesToString views b as a string without copying. The decoder only
 // hands it bytes that are never written again: the payload, which the
-// caller keeps unchanged, or the append-only arena.
+// caller keeps unchanged, or the arena, whose bytes are never rewritten.
 func bytesToString(b []byte) string {
 	if len(b) == 0 {
 		return ""

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -110,6 +111,8 @@ func TestDecodeEventWholeFailures(t *testing.T) {
 func TestDecodeEventUnescapesLikeEncodingJSON(t *testing.T) {
 	for _, body := range []string{
 		`plain`, `{"order":1,"note":"tab\there"}`, "é😀 \u2028", `back\slash "quoted" /slash/`, "\x01\x1f",
+		// Long, with escapes at every offset within a word.
+		strings.Repeat(`{"k":"v"}`, 60), strings.Repeat(`ab"cdefghi\jk`, 40) + "\n",
 	} {
 		enc, _ := json.Marshal(body)
 		// Also the escapes encoding/json never writes.
@@ -257,6 +260,13 @@ func TestPlain(t *testing.T) {
 					gotN, gotOK := plain(b)
 					if gotOK != wantOK || wantOK && gotN != wantN {
 						t.Fatalf("plain(%q) = %d, %v; want %d, %v", b, gotN, gotOK, wantN, wantOK)
+					}
+					want := bytes.IndexFunc(b, func(r rune) bool { return r == '"' || r == '\\' || r < 0x20 })
+					if want < 0 {
+						want = len(b)
+					}
+					if got := stop(b); got != want {
+						t.Fatalf("stop(%q) = %d, want %d", b, got, want)
 					}
 				}
 				b := bytes.Repeat([]byte{'x'}, pos+1)
@@ -408,4 +418,80 @@ func TestPipelinedCallbackPanic(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// BenchmarkDecodeJSONBodies decodes, as the handler does, an event of
+// 1,000 records whose bodies are 1 KiB JSON documents: escaped quotes
+// every few bytes, the common case for event-sourced producers, where
+// BenchmarkDecodeAndMap's bodies need no unescaping.
+func BenchmarkDecodeJSONBodies(b *testing.B) {
+	const n = 1000
+	var doc strings.Builder
+	doc.WriteString(`{"type":"order.paid","items":[`)
+	for i := 0; doc.Len() < 1000; i++ {
+		fmt.Fprintf(&doc, `{"sku":"SKU-%05d","qty":%d,"note":"gift wrap"},`, i, i%7)
+	}
+	doc.WriteString(`{}]}`)
+	body, _ := json.Marshal(doc.String())
+	var sb strings.Builder
+	sb.WriteString(`{"Records":[`)
+	for i := range n {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `{"messageId":"%08d-0000-4000-8000-000000000000","body":%s,"attributes":{"SentTimestamp":"1700000000000"},"eventSourceARN":"arn:aws:sqs:eu-west-1:1:q"}`, i, body)
+	}
+	sb.WriteString(`]}`)
+	payload := []byte(sb.String())
+	var failed error
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	for range b.N {
+		d := newEventDecoder(payload)
+		d.each = func(r *Record, err error) {
+			if err == nil && len(r.Body) != doc.Len() {
+				err = fmt.Errorf("body of %d bytes, want %d", len(r.Body), doc.Len())
+			}
+			if err != nil && failed == nil {
+				failed = err
+			}
+		}
+		if err := d.event(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if failed != nil {
+		b.Fatal(failed)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+}
+
+// TestDecodeEventArenaBlocks unescapes more than an arena block holds:
+// many escaped bodies and Binary values, so that blocks fill in the middle
+// of a value, and one body larger than a block. Each must read as
+// encoding/json reads it.
+func TestDecodeEventArenaBlocks(t *testing.T) {
+	var records []string
+	var want []string
+	for i := range 150 {
+		body := strings.Repeat(fmt.Sprintf(`{"n":%d,"s":"a\\b"}`, i), 20+i%13)
+		if i == 70 {
+			body = strings.Repeat(`"quoted" \ `, 3*arenaBlock/10)
+		}
+		enc, _ := json.Marshal(body)
+		records = append(records, fmt.Sprintf(`{"messageId":"m%d","body":%s,"messageAttributes":{"b":{"dataType":"Binary","binaryValue":"%s"}}}`,
+			i, enc, base64.StdEncoding.EncodeToString([]byte(body[:100]))))
+		want = append(want, body)
+	}
+	payload := []byte(`{"Records":[` + strings.Join(records, ",") + `]}`)
+	recs, errs, err := DecodeEvent(payload)
+	if err != nil || len(recs) != len(want) {
+		t.Fatalf("%d records, %v", len(recs), err)
+	}
+	for i, r := range recs {
+		if errs[i] != nil || string(r.Body) != want[i] || string(r.Attributes[0].Value) != want[i][:100] {
+			t.Fatalf("record %d: %v, body of %d bytes %.40q…, want %d bytes %.40q…", i, errs[i], len(r.Body), r.Body, len(want[i]), want[i])
+		}
+	}
+	checkStreaming(t, payload, recs, errs)
 }

@@ -19,7 +19,8 @@ import (
 type scanner struct {
 	buf []byte
 	// arena holds strings that needed unescaping and decoded Binary
-	// values; it only grows, so slices of it stay valid and unchanged.
+	// values, in blocks (see room): what is written there is never moved
+	// or written again, so slices of it stay valid and unchanged.
 	arena []byte
 }
 
@@ -270,13 +271,9 @@ func (s *scanner) str(i int) ([]byte, int, error) {
 // the vectorised IndexByte finds the quote and the rest is checked
 // branch-free.
 func plain(b []byte) (n int, ok bool) {
-	const lo, hi = 0x0101010101010101, 0x8080808080808080
 	i := 0
 	for ; i < 64 && i+8 <= len(b); i += 8 {
-		x := binary.LittleEndian.Uint64(b[i:])
-		q, e := x^lo*'"', x^lo*'\\'
-		mq := (q - lo) &^ q & hi
-		if m := mq | ((e-lo)&^e|(x-lo*0x20)&^x)&hi; m != 0 {
+		if m, mq := stops(binary.LittleEndian.Uint64(b[i:])); m != 0 {
 			// The lowest stop is a quote if mq has it: mq's lowest bit is
 			// exact too, and it has none below a quote.
 			return i + bits.TrailingZeros64(m)/8, m&-m&mq != 0
@@ -291,6 +288,35 @@ func plain(b []byte) (n int, ok bool) {
 		return 0, false
 	}
 	return n, true
+}
+
+// stops marks, in the top bit of each byte, the quotes, backslashes and
+// control bytes of the eight in x (m) and its quotes (mq). Each mask's
+// lowest bit is exact; bits above it may not be (in (x-0x01..)&^x a
+// byte's top bit is set where x has a zero byte, and a borrow only starts
+// at one).
+func stops(x uint64) (m, mq uint64) {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	q, e := x^lo*'"', x^lo*'\\'
+	mq = (q - lo) &^ q & hi
+	return mq | ((e-lo)&^e|(x-lo*0x20)&^x)&hi, mq
+}
+
+// stop returns the index of the first quote, backslash or control byte in
+// b, or len(b).
+func stop(b []byte) int {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		if m, _ := stops(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for ; i < len(b); i++ {
+		if c := b[i]; c == '"' || c == '\\' || c < 0x20 {
+			return i
+		}
+	}
+	return i
 }
 
 // control reports whether b holds a byte below 0x20. In SWAR, a byte's top
@@ -321,22 +347,22 @@ func control(b []byte) bool {
 func (s *scanner) unescape(i int) ([]byte, int, error) {
 	out := len(s.arena)
 	for i < len(s.buf) {
-		c := s.buf[i]
-		switch {
+		i, out = s.copyRun(i, out)
+		if i >= len(s.buf) {
+			break
+		}
+		switch c := s.buf[i]; {
 		case c == '"':
 			return s.arena[out:len(s.arena):len(s.arena)], i + 1, nil
 		case c < 0x20:
 			return nil, i, s.syntax(i, "control character in string")
-		case c != '\\':
-			s.arena = append(s.arena, c)
-			i++
-			continue
 		}
 		if i+1 >= len(s.buf) {
 			break
 		}
 		esc := s.buf[i+1]
 		i += 2
+		out = s.room(utf8.UTFMax, out)
 		switch esc {
 		case '"', '\\', '/':
 			s.arena = append(s.arena, esc)
@@ -379,6 +405,49 @@ func (s *scanner) unescape(i int) ([]byte, int, error) {
 	return nil, i, s.syntax(i, "unterminated string")
 }
 
+// arenaBlock is the size of the arena's blocks, in bytes. A new block is
+// started when the current one is full, rather than the arena grown and
+// copied: an event of JSON bodies unescapes about as many bytes as it has.
+const arenaBlock = 64 << 10
+
+// room makes room in the arena for n more bytes of the value being written
+// from out, and returns where that value starts: in a new block, with what
+// is written of it so far, when the current block is full.
+func (s *scanner) room(n, out int) int {
+	if cap(s.arena)-len(s.arena) >= n {
+		return out
+	}
+	partial := s.arena[out:]
+	s.arena = append(make([]byte, 0, max(arenaBlock, 2*(len(partial)+n))), partial...)
+	return 0
+}
+
+// copyRun appends to the arena the bytes from i up to the next quote,
+// backslash or control byte, and returns that byte's index (or len(buf))
+// and where the value being written from out now starts. Eight bytes are
+// moved at a time: the whole word is written past the arena's length,
+// which then moves over the bytes that belong; nothing holds a slice of
+// the arena beyond its length.
+func (s *scanner) copyRun(i, out int) (int, int) {
+	for i+8 <= len(s.buf) {
+		out = s.room(8, out)
+		x := binary.LittleEndian.Uint64(s.buf[i:])
+		n := len(s.arena)
+		binary.LittleEndian.PutUint64(s.arena[n:n+8], x)
+		if m, _ := stops(x); m != 0 {
+			k := bits.TrailingZeros64(m) / 8
+			s.arena = s.arena[:n+k]
+			return i + k, out
+		}
+		s.arena = s.arena[:n+8]
+		i += 8
+	}
+	j := i + stop(s.buf[i:])
+	out = s.room(j-i, out)
+	s.arena = append(s.arena, s.buf[i:j]...)
+	return j, out
+}
+
 // hex4 reads the four hex digits of a \u escape at i.
 func (s *scanner) hex4(i int) (rune, int, bool) {
 	if len(s.buf)-i < 4 {
@@ -411,8 +480,10 @@ func (s *scanner) skip(i int) (int, error) {
 			return i + n + 1, nil
 		}
 		for i < len(s.buf) {
-			c := s.buf[i]
-			switch {
+			if i += stop(s.buf[i:]); i >= len(s.buf) {
+				break
+			}
+			switch c := s.buf[i]; {
 			case c == '"':
 				return i + 1, nil
 			case c < 0x20:
@@ -435,7 +506,6 @@ func (s *scanner) skip(i int) (int, error) {
 				}
 				continue
 			}
-			i++
 		}
 		return i, s.syntax(i, "unterminated string")
 	case '{':
