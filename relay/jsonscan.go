@@ -423,8 +423,9 @@ func (s *scanner) room(n, out int) int {
 }
 
 // copyRun appends to the arena the bytes from i up to the next quote,
-// backslash or control byte, and returns that byte's index (or len(buf))
-// and where the value being written from out now starts. Eight bytes are
+// backslash or control byte, unescaping \" \\ and \/ on the way, and
+// returns that byte's index (or len(buf)) and where the value being
+// written from out now starts. Eight bytes are
 // moved at a time: the whole word is written past the arena's length,
 // which then moves over the bytes that belong; nothing holds a slice of
 // the arena beyond its length.
@@ -436,6 +437,15 @@ func (s *scanner) copyRun(i, out int) (int, int) {
 		binary.LittleEndian.PutUint64(s.arena[n:n+8], x)
 		if m, _ := stops(x); m != 0 {
 			k := bits.TrailingZeros64(m) / 8
+			// \" \\ and \/, most escapes in JSON bodies, are taken here.
+			if j := i + k; j+1 < len(s.buf) && s.buf[j] == '\\' {
+				if c := s.buf[j+1]; c == '"' || c == '\\' || c == '/' {
+					s.arena = s.arena[:n+k+1]
+					s.arena[n+k] = c
+					i = j + 2
+					continue
+				}
+			}
 			s.arena = s.arena[:n+k]
 			return i + k, out
 		}
