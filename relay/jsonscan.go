@@ -65,7 +65,7 @@ func (s *scanner) expect(i int, c byte) (int, error) {
 		return i + 1, nil
 	}
 	b, j := s.peek(i)
-	if b != c || j >= len(s.buf) {
+	if b != c {
 		return j, s.syntax(j, fmt.Sprintf("expected %q", c))
 	}
 	return j + 1, nil
@@ -261,15 +261,13 @@ func (s *scanner) str(i int) ([]byte, int, error) {
 
 // plain finds the closing quote of a string whose contents start at b[0].
 // It reports ok only when the contents hold neither an escape nor a
-// control character; otherwise the caller takes the byte-by-byte path,
+// control character; otherwise the caller takes the unescaping path,
 // which also says where the string is malformed.
 //
 // Keys and most values are short: eight bytes at a time, the first quote,
-// backslash or control character is found with SWAR (in (x-0x01..)&^x a
-// byte's top bit is set where x had a zero byte, exactly for the lowest
-// one: a borrow only starts at a match). Bodies are long: past 64 bytes
-// the vectorised IndexByte finds the quote and the rest is checked
-// branch-free.
+// backslash or control character is found with stops. Bodies are long:
+// past 64 bytes the vectorised IndexByte finds the quote and the rest is
+// checked branch-free.
 func plain(b []byte) (n int, ok bool) {
 	i := 0
 	for ; i < 64 && i+8 <= len(b); i += 8 {
@@ -425,10 +423,9 @@ func (s *scanner) room(n, out int) int {
 // copyRun appends to the arena the bytes from i up to the next quote,
 // backslash or control byte, unescaping \" \\ and \/ on the way, and
 // returns that byte's index (or len(buf)) and where the value being
-// written from out now starts. Eight bytes are
-// moved at a time: the whole word is written past the arena's length,
-// which then moves over the bytes that belong; nothing holds a slice of
-// the arena beyond its length.
+// written from out now starts. Eight bytes are moved at a time: the whole
+// word is written past the arena's length, which then moves over the
+// bytes that belong; nothing holds a slice of the arena beyond its length.
 func (s *scanner) copyRun(i, out int) (int, int) {
 	for i+8 <= len(s.buf) {
 		out = s.room(8, out)
