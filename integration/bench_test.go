@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sqs-msk-relay/relay/integration/broker"
 	"github.com/sqs-msk-relay/relay/relay"
@@ -45,7 +47,9 @@ func benchEvent(n int) events.SQSEvent {
 
 func ptr(s string) *string { return &s }
 
-func benchBroker(b *testing.B) *broker.Cluster {
+// benchBroker starts a broker for one side of a benchmark; if requests is
+// not nil, it counts the produce requests the broker receives.
+func benchBroker(b *testing.B, requests *atomic.Int64) *broker.Cluster {
 	b.Helper()
 	// Blackholed: offsets and idempotent sequences as usual, bytes dropped,
 	// so the broker's memory does not grow with b.N.
@@ -54,6 +58,13 @@ func benchBroker(b *testing.B) *broker.Cluster {
 		b.Fatal(err)
 	}
 	b.Cleanup(c.Close)
+	if requests != nil {
+		c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+			c.KeepControl()
+			requests.Add(1)
+			return nil, nil, false // counted, then handled as usual
+		})
+	}
 	return c
 }
 
@@ -77,7 +88,7 @@ var batchSizes = []int{10, 100, 1000, 10000}
 // mapping, producing, waiting for every delivery report, the response.
 func BenchmarkRelay(b *testing.B) {
 	for _, n := range batchSizes {
-		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) { benchRate(b, n, relayBatch(b, n)) })
+		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) { benchRate(b, n, relayBatch(b, n, nil)) })
 	}
 }
 
@@ -96,9 +107,10 @@ func benchRate(b *testing.B, n int, batch func()) {
 }
 
 // relayBatch returns a function that relays one n-record batch through
-// the handler, on a broker of its own.
-func relayBatch(b *testing.B, n int) func() {
-	c := benchBroker(b)
+// the handler, on a broker of its own (counting its produce requests in
+// requests, if not nil).
+func relayBatch(b *testing.B, n int, requests *atomic.Int64) func() {
+	c := benchBroker(b, requests)
 	cfg := benchConfig(b, c.Addrs())
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	p, err := kafka.New(cfg, log)
@@ -126,15 +138,15 @@ func relayBatch(b *testing.B, n int) func() {
 // settings, asynchronously, waiting on delivery reports.
 func BenchmarkRawProduce(b *testing.B) {
 	for _, n := range batchSizes {
-		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) { benchRate(b, n, rawBatch(b, n)) })
+		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) { benchRate(b, n, rawBatch(b, n, nil)) })
 	}
 }
 
 // rawBatch returns a function that produces n messages with
 // confluent-kafka-go and waits for their delivery reports, on a broker of
-// its own.
-func rawBatch(b *testing.B, n int) func() {
-	kp, msgs := rawProducer(b, n)
+// its own (counting its produce requests in requests, if not nil).
+func rawBatch(b *testing.B, n int, requests *atomic.Int64) func() {
+	kp, msgs := rawProducer(b, n, requests)
 	topic := "events"
 	dr := make(chan ckafka.Event, n)
 	return func() {
@@ -155,12 +167,16 @@ func rawBatch(b *testing.B, n int) func() {
 // records, so that both see the same machine: on a shared 2-core host the
 // rate of either drifts by ±15% between runs a minute apart, which
 // separate benchmarks turn into noise in their ratio. It also reports the
-// process's CPU time per record on each side (both are CPU-bound there).
+// process's CPU time per record on each side (both are CPU-bound there),
+// and how many produce requests librdkafka sent per batch.
 func BenchmarkRelayVsRaw(b *testing.B) {
 	const n = 10000
-	relayOne, rawOne := relayBatch(b, n), rawBatch(b, n)
+	var relayReqs, rawReqs atomic.Int64
+	relayOne, rawOne := relayBatch(b, n, &relayReqs), rawBatch(b, n, &rawReqs)
 	relayOne()
 	rawOne()
+	relayReqs.Store(0)
+	rawReqs.Store(0)
 	var relayT, rawT sides
 	b.ResetTimer()
 	for i := range b.N {
@@ -179,6 +195,8 @@ func BenchmarkRelayVsRaw(b *testing.B) {
 	b.ReportMetric(rawT.wall.Seconds()/relayT.wall.Seconds(), "relay/raw")
 	b.ReportMetric(float64(relayT.cpu.Nanoseconds())/records, "relay-cpu-ns/record")
 	b.ReportMetric(float64(rawT.cpu.Nanoseconds())/records, "raw-cpu-ns/record")
+	b.ReportMetric(float64(relayReqs.Load())/float64(b.N), "relay-requests/batch")
+	b.ReportMetric(float64(rawReqs.Load())/float64(b.N), "raw-requests/batch")
 	b.ReportMetric(0, "ns/op")
 }
 
@@ -208,7 +226,7 @@ func processCPU() time.Duration {
 func BenchmarkNaiveProduce(b *testing.B) {
 	for _, n := range batchSizes[:2] {
 		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
-			kp, msgs := rawProducer(b, n)
+			kp, msgs := rawProducer(b, n, nil)
 			topic := "events"
 			dr := make(chan ckafka.Event, 1)
 			b.ResetTimer()
@@ -230,9 +248,9 @@ func BenchmarkNaiveProduce(b *testing.B) {
 	}
 }
 
-func rawProducer(b *testing.B, n int) (*ckafka.Producer, []relay.Message) {
+func rawProducer(b *testing.B, n int, requests *atomic.Int64) (*ckafka.Producer, []relay.Message) {
 	b.Helper()
-	c := benchBroker(b)
+	c := benchBroker(b, requests)
 	conf := kafka.ConfigMap(benchConfig(b, c.Addrs()))
 	conf["go.logs.channel.enable"] = false
 	kp, err := ckafka.NewProducer(&conf)

@@ -89,6 +89,11 @@ func main() {
 	if ok1 && ok2 {
 		row("process CPU per record in those runs, relay vs raw", fmt.Sprintf("%.1f µs vs %.1f µs", relayCPU/1000, rawCPU/1000), "")
 	}
+	relayReqs, ok1 := get("BenchmarkRelayVsRaw", "relay-requests/batch")
+	rawReqs, ok2 := get("BenchmarkRelayVsRaw", "raw-requests/batch")
+	if ok1 && ok2 {
+		row("produce requests per 10,000-message batch in those runs, relay vs raw", fmt.Sprintf("%.0f vs %.0f", relayReqs, rawReqs), "")
+	}
 	if okR && okW {
 		row("relay ÷ raw, separate benchmarks above", fmt.Sprintf("%.2f", relay/raw), "")
 	}
