@@ -224,8 +224,12 @@ func produceDeadline(now, deadline time.Time, ok bool, margin time.Duration) tim
 	return now.Add(window)
 }
 
+// fifoGroup is r's message group if its order matters: on a FIFO queue.
+// Standard (fair) queues may carry a group too. The group is tested first:
+// the ARN's bytes are in the payload, which the decoding goroutine read,
+// and fetching them costs a cache miss per record.
 func fifoGroup(r *Record) string {
-	if !r.FIFO() {
+	if r.MessageGroupID == "" || !r.FIFO() {
 		return ""
 	}
 	return r.MessageGroupID

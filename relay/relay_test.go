@@ -433,6 +433,11 @@ func TestStandardQueueDoesNotBlockByGroup(t *testing.T) {
 	f := newRelay(t, map[string]string{"RELAY_BROKERS": c.Addrs(), "RELAY_MAX_MESSAGE_BYTES": "10"})
 	ev := batch(3, func(i int) string { return "ok" })
 	ev.Records[0].Body = "much too long"
+	// Fair queues are standard queues whose messages carry a group: it
+	// spreads load, it does not order them.
+	for i := range ev.Records {
+		ev.Records[i].Attributes["MessageGroupId"] = "A"
+	}
 	failed, _ := f.invoke(t, ev, 10*time.Second)
 	if len(failed) != 1 || !failed["m-00000"] {
 		t.Fatalf("failed %v, want only m-00000", failed)
