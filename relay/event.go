@@ -147,11 +147,17 @@ func (d *eventDecoder) record(pos int) (int, error) {
 		}
 	}
 	// typed reports whether the value at i starts with c ('"' or '{');
-	// if not, it notes a type error on field and skips the value.
-	typed := func(i int, field string, c byte, want string) (bool, int, error) {
+	// if not, it consumes the value: a null quietly where the field is
+	// nullable, anything else noting a type error on field.
+	typed := func(i int, field string, c byte, want string, nullable bool) (bool, int, error) {
 		b, j := s.peek(i)
 		if b == c {
 			return true, j, nil
+		}
+		if nullable {
+			if j, ok := s.null(j); ok {
+				return false, j, nil
+			}
 		}
 		bad(field, fmt.Errorf("is %s, not %s", s.kind(j), want))
 		j, err := s.skip(j)
@@ -159,7 +165,7 @@ func (d *eventDecoder) record(pos int) (int, error) {
 	}
 	// str reads a string member into dst, or notes a type error.
 	str := func(i int, field string, dst *string) (int, error) {
-		ok, i, err := typed(i, field, '"', "a string")
+		ok, i, err := typed(i, field, '"', "a string", false)
 		if !ok {
 			return i, err
 		}
@@ -174,10 +180,7 @@ func (d *eventDecoder) record(pos int) (int, error) {
 		case keyMessageID:
 			return str(i, "messageId", &r.MessageID)
 		case keyBody:
-			if j, ok := s.null(i); ok {
-				return j, nil
-			}
-			ok, i, err := typed(i, "body", '"', "a string")
+			ok, i, err := typed(i, "body", '"', "a string", true)
 			if !ok {
 				return i, err
 			}
@@ -187,10 +190,7 @@ func (d *eventDecoder) record(pos int) (int, error) {
 		case keyEventSourceARN:
 			return str(i, "eventSourceARN", &r.EventSourceARN)
 		case keyAttributes:
-			if j, ok := s.null(i); ok {
-				return j, nil
-			}
-			ok, i, err := typed(i, "attributes", '{', "an object")
+			ok, i, err := typed(i, "attributes", '{', "an object", true)
 			if !ok {
 				return i, err
 			}
@@ -208,10 +208,7 @@ func (d *eventDecoder) record(pos int) (int, error) {
 				return s.skip(i)
 			})
 		case keyMessageAttributes:
-			if j, ok := s.null(i); ok {
-				return j, nil
-			}
-			ok, i, err := typed(i, "messageAttributes", '{', "an object")
+			ok, i, err := typed(i, "messageAttributes", '{', "an object", true)
 			if !ok {
 				return i, err
 			}

@@ -47,6 +47,18 @@ func TestDecodeEvent(t *testing.T) {
 	}
 }
 
+// TestDecodeEventNulls reads null attributes and messageAttributes as
+// absent, as encoding/json does.
+func TestDecodeEventNulls(t *testing.T) {
+	recs, errs, err := DecodeEvent([]byte(`{"Records":[{"messageId":"m1","body":"x","attributes":null,"messageAttributes":null}]}`))
+	if err != nil || errs[0] != nil {
+		t.Fatal(err, errs)
+	}
+	if r := recs[0]; string(r.Body) != "x" || r.SentTimestamp != "" || r.Attributes != nil {
+		t.Errorf("record %+v", r)
+	}
+}
+
 func TestDecodeEventRecordErrors(t *testing.T) {
 	for _, tc := range []struct {
 		record string
@@ -54,6 +66,8 @@ func TestDecodeEventRecordErrors(t *testing.T) {
 	}{
 		{`{"messageId":"m1"}`, "record m1: body: missing"},
 		{`{"messageId":"m1","body":3}`, "record m1: body: is a number, not a string"},
+		{`{"messageId":"m1","body":null}`, "record m1: body: missing"},
+		{`{"messageId":"m1","body":"x","eventSourceARN":null}`, "record m1: eventSourceARN: is null, not a string"},
 		{`{"messageId":"m1","body":"x","messageAttributes":{"a":{"dataType":"Binary","binaryValue":"%%%"}}}`, "record m1: messageAttributes.a.binaryValue: not base64"},
 		{`{"messageId":"m1","body":"x","messageAttributes":{"a":{"dataType":"Binary"}}}`, "record m1: messageAttributes.a.binaryValue: missing"},
 		{`{"messageId":"m1","body":"x","messageAttributes":{"a":{"dataType":"String"}}}`, "record m1: messageAttributes.a.stringValue: missing"},
