@@ -200,8 +200,10 @@ func FuzzDecodeEvent(f *testing.F) {
 			if !refOK {
 				continue
 			}
+			// Strings are kept byte for byte, where encoding/json turns
+			// invalid UTF-8 into U+FFFD: only valid ones are compared.
 			var id, body string
-			if json.Unmarshal(ref.Records[i]["messageId"], &id) == nil && id != r.MessageID {
+			if json.Unmarshal(ref.Records[i]["messageId"], &id) == nil && id != r.MessageID && utf8.ValidString(id) && utf8.ValidString(r.MessageID) {
 				t.Fatalf("record %d: messageId %q, encoding/json reads %q", i, r.MessageID, id)
 			}
 			if json.Unmarshal(ref.Records[i]["body"], &body) == nil && body != string(r.Body) && utf8.ValidString(body) && utf8.Valid(r.Body) {
