@@ -11,7 +11,7 @@ ARM64_CC  ?= aarch64-linux-gnu-gcc
 MAX_GLIBC := 2.34
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all run test build build-amd64 build-arm64 package check-glibc toolchain bench soak fuzz clean
+.PHONY: all run test test-arm64 build build-amd64 build-arm64 package check-glibc toolchain bench soak fuzz clean
 
 all: build
 
@@ -24,6 +24,14 @@ test: toolchain node_modules package
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 	$(GO) vet ./...
 	RELAY_ARM64_BINARY=$(CURDIR)/$(BUILD)/arm64/bootstrap $(GO) test -count=1 -timeout 9m ./...
+	$(MAKE) --no-print-directory test-arm64
+
+## test-arm64: the event decoder's tests built for linux/arm64 and run under qemu-user, where its NEON assembly runs
+ARM64_ENV := CGO_ENABLED=1 GOOS=linux GOARCH=arm64 CC=$(ARM64_CC)
+test-arm64: toolchain
+	$(ARM64_ENV) $(GO) vet ./relay/
+	$(ARM64_ENV) $(GO) test -count=1 -timeout 5m -exec 'qemu-aarch64 -L /usr/aarch64-linux-gnu' \
+	  -run '^(TestPlain|TestDecodeEvent.*|FuzzDecodeEvent|TestMap.*|FuzzMap|TestLargeFIFOEventPipelined)$$' ./relay/
 
 ## build: the function as `bootstrap` for linux/arm64 and linux/amd64, stripped, version-stamped
 build: build-amd64 build-arm64

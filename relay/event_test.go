@@ -281,11 +281,9 @@ func TestPlain(t *testing.T) {
 					if got := stop(b); got != want {
 						t.Fatalf("stop(%q) = %d, want %d", b, got, want)
 					}
-				}
-				b := bytes.Repeat([]byte{'x'}, pos+1)
-				b[pos] = c
-				if got := control(b); got != (c < 0x20) {
-					t.Fatalf("control(%q) = %v", b, got)
+					if got := stopWords(b); got != want {
+						t.Fatalf("stopWords(%q) = %d, want %d", b, got, want)
+					}
 				}
 			}
 		}

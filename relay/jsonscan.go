@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -262,30 +261,21 @@ func (s *scanner) str(i int) ([]byte, int, error) {
 // plain finds the closing quote of a string whose contents start at b[0].
 // It reports ok only when the contents hold neither an escape nor a
 // control character; otherwise the caller takes the unescaping path,
-// which also says where the string is malformed.
-//
-// Keys and most values are short: eight bytes at a time, the first quote,
-// backslash or control character is found with stops. Bodies are long:
-// past 64 bytes the vectorised IndexByte finds the quote and the rest is
-// checked branch-free.
+// which also says where the string is malformed. The first eight bytes
+// are checked inline, which is all most keys and values need; the rest
+// of a longer string by stop, sixteen bytes at a time where there is
+// assembly for it.
 func plain(b []byte) (n int, ok bool) {
-	i := 0
-	for ; i < 64 && i+8 <= len(b); i += 8 {
-		if m, mq := stops(binary.LittleEndian.Uint64(b[i:])); m != 0 {
-			// The lowest stop is a quote if mq has it: mq's lowest bit is
-			// exact too, and it has none below a quote.
-			return i + bits.TrailingZeros64(m)/8, m&-m&mq != 0
-		}
+	if len(b) < 8 {
+		n = stopWords(b)
+	} else if m, mq := stops(binary.LittleEndian.Uint64(b)); m != 0 {
+		// The lowest stop is a quote if mq has it: mq's lowest bit is
+		// exact too, and it has none below a quote.
+		return bits.TrailingZeros64(m) / 8, m&-m&mq != 0
+	} else {
+		n = 8 + stop(b[8:])
 	}
-	n = bytes.IndexByte(b[i:], '"')
-	if n < 0 {
-		return 0, false
-	}
-	n += i
-	if bytes.IndexByte(b[i:n], '\\') >= 0 || control(b[i:n]) {
-		return 0, false
-	}
-	return n, true
+	return n, n < len(b) && b[n] == '"'
 }
 
 // stops marks, in the top bit of each byte, the quotes, backslashes and
@@ -300,9 +290,10 @@ func stops(x uint64) (m, mq uint64) {
 	return mq | ((e-lo)&^e|(x-lo*0x20)&^x)&hi, mq
 }
 
-// stop returns the index of the first quote, backslash or control byte in
-// b, or len(b).
-func stop(b []byte) int {
+// stopWords returns the index of the first quote, backslash or control
+// byte in b, or len(b), eight bytes at a time: stop where there is no
+// assembly, and its reference in tests where there is.
+func stopWords(b []byte) int {
 	i := 0
 	for ; i+8 <= len(b); i += 8 {
 		if m, _ := stops(binary.LittleEndian.Uint64(b[i:])); m != 0 {
@@ -315,29 +306,6 @@ func stop(b []byte) int {
 		}
 	}
 	return i
-}
-
-// control reports whether b holds a byte below 0x20. In SWAR, a byte's top
-// bit is set in (x-0x20)&^x when it is below 0x20, and a borrow only ever
-// starts at such a byte, so the OR of every word says it exactly.
-func control(b []byte) bool {
-	const lo, hi = 0x0101010101010101, 0x8080808080808080
-	var acc uint64
-	for ; len(b) >= 32; b = b[32:] {
-		w, x := binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])
-		y, z := binary.LittleEndian.Uint64(b[16:]), binary.LittleEndian.Uint64(b[24:])
-		acc |= (w-lo*0x20)&^w | (x-lo*0x20)&^x | (y-lo*0x20)&^y | (z-lo*0x20)&^z
-	}
-	for ; len(b) >= 8; b = b[8:] {
-		w := binary.LittleEndian.Uint64(b)
-		acc |= (w - lo*0x20) &^ w
-	}
-	for _, c := range b {
-		if c < 0x20 {
-			return true
-		}
-	}
-	return acc&hi != 0
 }
 
 // unescape reads the rest of a string whose contents start at i into the

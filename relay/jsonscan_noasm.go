@@ -1,0 +1,7 @@
+//go:build (!amd64 && !arm64) || purego
+
+package relay
+
+// stop returns the index of the first quote, backslash or control byte in
+// b, or len(b).
+func stop(b []byte) int { return stopWords(b) }
