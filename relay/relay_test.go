@@ -590,21 +590,22 @@ func TestLargeFIFOEventPipelined(t *testing.T) {
 	f := newRelay(t, map[string]string{"RELAY_BROKERS": c.Addrs(), "RELAY_MAX_MESSAGE_BYTES": "1500"})
 	var ev events.SQSEvent
 	groups := []string{"A", "B", "C", "D"}
-	for i := range 300 {
+	const n = 600
+	for i := range n {
 		ev.Records = append(ev.Records, fifoMsg(fmt.Sprintf("m-%03d", i), groups[i%4], strings.Repeat("x", 1000)))
 	}
 	ev.Records[101].Body = strings.Repeat("x", 2000)                                                       // group B fails from here on
 	ev.Records[202].MessageAttributes = map[string]events.SQSMessageAttribute{"bad": {DataType: "Binary"}} // group C
-	if payload, _ := json.Marshal(ev); len(payload) < 128<<10 {
+	if payload, _ := json.Marshal(ev); len(payload) < relay.PipelineMinBytes {
 		t.Fatalf("event is %d bytes: too small to be pipelined", len(payload))
 	}
 
 	failed, _ := f.invoke(t, ev, 20*time.Second)
 	want := map[string]bool{}
-	for i := 101; i < 300; i += 4 {
+	for i := 101; i < n; i += 4 {
 		want[fmt.Sprintf("m-%03d", i)] = true
 	}
-	for i := 202; i < 300; i += 4 {
+	for i := 202; i < n; i += 4 {
 		want[fmt.Sprintf("m-%03d", i)] = true
 	}
 	if fmt.Sprint(failed) != fmt.Sprint(want) {
@@ -614,8 +615,8 @@ func TestLargeFIFOEventPipelined(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 300-len(want) {
-		t.Fatalf("%d records in Kafka, want %d", len(recs), 300-len(want))
+	if len(recs) != n-len(want) {
+		t.Fatalf("%d records in Kafka, want %d", len(recs), n-len(want))
 	}
 	last := map[string]string{}
 	for _, r := range recs {
