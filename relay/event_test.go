@@ -477,6 +477,38 @@ func BenchmarkDecodeJSONBodies(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
 }
 
+// BenchmarkStop times stop, the string scan (assembly on amd64 and
+// arm64), against stopWords, its portable version, alternating them in
+// one run, on a string as long as a messageId and on a 1 KiB body.
+func BenchmarkStop(b *testing.B) {
+	const calls = 100 // per timing, so that reading the clock costs little
+	for _, n := range []int{36, 1024} {
+		b.Run(fmt.Sprintf("bytes=%d", n), func(b *testing.B) {
+			s := append(bytes.Repeat([]byte{'x'}, n), `","next":"value"`...)
+			var vector, words time.Duration
+			for range b.N {
+				t0 := time.Now()
+				for range calls {
+					if stop(s) != n {
+						b.Fatal("stop missed the quote")
+					}
+				}
+				t1 := time.Now()
+				for range calls {
+					if stopWords(s) != n {
+						b.Fatal("stopWords missed the quote")
+					}
+				}
+				vector, words = vector+t1.Sub(t0), words+time.Since(t1)
+			}
+			b.ReportMetric(float64(vector.Nanoseconds())/float64(b.N*calls), "stop-ns")
+			b.ReportMetric(float64(words.Nanoseconds())/float64(b.N*calls), "stopWords-ns")
+			b.ReportMetric(words.Seconds()/vector.Seconds(), "stopWords/stop")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
 // TestDecodeEventArenaBlocks unescapes more than an arena block holds:
 // many escaped bodies and Binary values, so that blocks fill in the middle
 // of a value, and one body larger than a block. Each must read as
