@@ -31,7 +31,7 @@ ARM64_ENV := CGO_ENABLED=1 GOOS=linux GOARCH=arm64 CC=$(ARM64_CC)
 test-arm64: toolchain
 	$(ARM64_ENV) $(GO) vet ./relay/
 	$(ARM64_ENV) $(GO) test -count=1 -timeout 5m -exec 'qemu-aarch64 -L /usr/aarch64-linux-gnu' \
-	  -run '^(TestPlain|TestDecodeEvent.*|FuzzDecodeEvent|TestMap.*|FuzzMap|TestLargeFIFOEventPipelined)$$' ./relay/
+	  -run '^(TestPlain|TestDecodeEvent.*|TestTemplate.*|FuzzDecodeEvent|TestMap.*|FuzzMap|TestLargeFIFOEventPipelined)$$' ./relay/
 
 ## build: the function as `bootstrap` for linux/arm64 and linux/amd64, stripped, version-stamped
 build: build-amd64 build-arm64

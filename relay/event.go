@@ -52,6 +52,15 @@ type eventDecoder struct {
 	// The keys of records, of their attributes, of message attribute
 	// names and of message attribute values.
 	recordKeys, systemKeys, nameKeys, valueKeys keys
+
+	// tmpl is the layout of the last record read by the general path, if
+	// records are being read through templates (see template.go).
+	tmpl         *template
+	spare        *template // tmpl's storage, reused when it is relearned
+	spans        []int
+	tvals        []attrValues
+	hits, misses int
+	noTemplates  bool // set once they miss too often, or by tests
 }
 
 // Indexes of the keys the decoder reads, as given to keys.init.
@@ -173,8 +182,21 @@ func (d *eventDecoder) record(pos int) (int, error) {
 		*dst = bytesToString(b)
 		return i, err
 	}
-	hasBody := false
 	attrStart := len(d.attrs)
+	if t := d.tmpl; t != nil {
+		if end, ok := d.replay(t, pos, r); ok {
+			d.hits++
+			d.deliver(r, attrStart, nil)
+			return end, nil
+		}
+		*r = Record{}
+		d.attrs = d.attrs[:attrStart]
+		if d.misses++; d.misses > maxMisses+d.hits/4 {
+			d.tmpl, d.noTemplates = nil, true
+		}
+	}
+	start := pos
+	hasBody := false
 	pos, err := s.fields(pos, &d.recordKeys, func(i, k int, _ []byte) (int, error) {
 		switch k {
 		case keyMessageID:
@@ -231,21 +253,29 @@ func (d *eventDecoder) record(pos int) (int, error) {
 	if fieldErr == nil && !hasBody {
 		bad("body", errors.New("missing"))
 	}
-	if len(d.attrs) > attrStart {
-		r.Attributes = d.attrs[attrStart:len(d.attrs):len(d.attrs)]
-		sortAttributes(r.Attributes)
-	}
 	var rerr error
 	if fieldErr != nil {
 		fieldErr.MessageID = r.MessageID
 		rerr = fieldErr
+	} else if !d.noTemplates {
+		d.tmpl = d.learn(start)
+	}
+	d.deliver(r, attrStart, rerr)
+	return pos, nil
+}
+
+// deliver hands on the record just read, whose attributes are
+// d.attrs[attrStart:].
+func (d *eventDecoder) deliver(r *Record, attrStart int, rerr error) {
+	if len(d.attrs) > attrStart {
+		r.Attributes = d.attrs[attrStart:len(d.attrs):len(d.attrs)]
+		sortAttributes(r.Attributes)
 	}
 	if d.each != nil {
 		d.each(r, rerr)
-		return pos, nil
+		return
 	}
 	d.errs = append(d.errs, rerr)
-	return pos, nil
 }
 
 // attribute decodes the message attribute at pos into d.attrs. A bad value
@@ -303,6 +333,15 @@ func (d *eventDecoder) attribute(pos int, name []byte) (next int, field string, 
 	if typeErr != "" {
 		return pos, typeErr, errors.New("not a string"), nil
 	}
+	field, problem = d.addAttribute(name, dataType, stringValue, binaryValue, hasString, hasBinary, lists)
+	return pos, field, problem, nil
+}
+
+// addAttribute checks a message attribute's values against its dataType
+// and appends it to d.attrs. A bad value comes back as problem, with the
+// field's suffix. lists names a non-empty list field, if there was one.
+func (d *eventDecoder) addAttribute(name, dataType, stringValue, binaryValue []byte, hasString, hasBinary bool, lists string) (field string, problem error) {
+	s := &d.s
 	base := dataType
 	for i, c := range dataType {
 		if c == '.' {
@@ -315,30 +354,31 @@ func (d *eventDecoder) attribute(pos int, name []byte) (next int, field string, 
 	case "String", "Number":
 		if !hasString {
 			if lists != "" && !hasBinary {
-				return pos, lists, errors.New("list values are not supported (SQS reserves them) and there is no scalar value"), nil
+				return lists, errors.New("list values are not supported (SQS reserves them) and there is no scalar value")
 			}
-			return pos, ".stringValue", fmt.Errorf("missing for dataType %s", quote(string(dataType))), nil
+			return ".stringValue", fmt.Errorf("missing for dataType %s", quote(string(dataType)))
 		}
 		value = stringValue
 	case "Binary":
 		if !hasBinary {
 			if lists != "" && !hasString {
-				return pos, lists, errors.New("list values are not supported (SQS reserves them) and there is no scalar value"), nil
+				return lists, errors.New("list values are not supported (SQS reserves them) and there is no scalar value")
 			}
-			return pos, ".binaryValue", fmt.Errorf("missing for dataType %s", quote(string(dataType))), nil
+			return ".binaryValue", fmt.Errorf("missing for dataType %s", quote(string(dataType)))
 		}
 		start := s.room(base64.StdEncoding.DecodedLen(len(binaryValue)), len(s.arena))
+		var err error
 		s.arena, err = base64.StdEncoding.AppendDecode(s.arena, binaryValue)
 		if err != nil {
 			s.arena = s.arena[:start]
-			return pos, ".binaryValue", fmt.Errorf("not base64: %w", err), nil
+			return ".binaryValue", fmt.Errorf("not base64: %w", err)
 		}
 		value = s.arena[start:len(s.arena):len(s.arena)]
 	default:
-		return pos, ".dataType", fmt.Errorf("%s is not String, Number or Binary", quote(string(dataType))), nil
+		return ".dataType", fmt.Errorf("%s is not String, Number or Binary", quote(string(dataType)))
 	}
 	d.attrs = append(d.attrs, Attribute{Name: bytesToString(name), DataType: bytesToString(dataType), Value: value})
-	return pos, "", nil, nil
+	return "", nil
 }
 
 // sortAttributes orders a record's attributes by name (insertion sort: a

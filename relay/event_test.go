@@ -150,8 +150,9 @@ func TestDecodeEventUnescapesLikeEncodingJSON(t *testing.T) {
 }
 
 // FuzzDecodeEvent feeds arbitrary bytes: no panic, invalid JSON never
-// accepted, every record identified, and for valid events the same ids and
-// bodies encoding/json reads.
+// accepted, every record identified, for valid events the same ids and
+// bodies encoding/json reads, and the same result through templates as on
+// the general path.
 func FuzzDecodeEvent(f *testing.F) {
 	sample, err := os.ReadFile("testdata/aws-lambda-go-sqs-event.json")
 	if err != nil {
@@ -163,7 +164,11 @@ func FuzzDecodeEvent(f *testing.F) {
 	f.Add([]byte(`{"Records":[]}`))
 	f.Add([]byte(`{"Records":[{"body":"x"}]}`))
 	f.Add([]byte(`[1e5, -0.5, true, null, "\ud800"]`))
+	// Records of one layout, which the second and third are read through
+	// a template learned from the first; mutations make them differ.
+	f.Add([]byte(`{"Records":[` + first + `,` + first + `,` + strings.Replace(first, `"one"`, `"t\"wo"`, 1) + `]}`))
 	f.Fuzz(func(t *testing.T, payload []byte) {
+		checkTemplates(t, payload)
 		orig := bytes.Clone(payload)
 		recs, errs, err := DecodeEvent(payload)
 		if !bytes.Equal(payload, orig) {

@@ -1,0 +1,203 @@
+package relay
+
+// Lambda writes every record of an event in the same layout: the same keys
+// in the same order, the same system attributes, usually the same message
+// attribute names. A template is that layout, learned from a record the
+// decoder read without error: the literal bytes between its string values,
+// and what each value is. The next record is read by comparing its literal
+// parts and scanning only its strings, instead of matching each key and
+// dispatching on it. Anything that differs sends the record to the general
+// path from its start, so a record read through a template comes out as
+// the general path would read it.
+type template struct {
+	lits  []string // lits[k] comes before slots[k]; the last one ends the record
+	slots []slot
+	names []string // message attribute names, in order
+}
+
+// slot is a string value of a record and where it goes.
+type slot struct {
+	kind uint8
+	attr int // the message attribute, for the slotAttr kinds
+}
+
+// Slot kinds. A slotSkip value is checked like any skipped one.
+const (
+	slotSkip uint8 = iota
+	slotMessageID
+	slotBody
+	slotEventSourceARN
+	slotSentTimestamp
+	slotReceiveCount
+	slotMessageGroupID
+	slotSequenceNumber
+	slotAttrDataType
+	slotAttrString
+	slotAttrBinary
+)
+
+// Templates stop being tried for the rest of an event once they have
+// missed more than maxMisses records beyond a quarter of those they read:
+// records of changing layouts would each pay for a miss and a relearning.
+const maxMisses = 4
+
+// attrValues are one message attribute's strings while a template reads it.
+type attrValues struct {
+	dataType, str, bin []byte
+	hasString, hasBin  bool
+}
+
+// learn returns the template of the record at pos, which the general path
+// read without error, or nil if it has no string values to template.
+// The template's storage is reused from the last one, which a record
+// missed.
+func (d *eventDecoder) learn(pos int) *template {
+	s := &d.s
+	t := d.spare
+	if t == nil {
+		t = &template{slots: make([]slot, 0, 32), lits: make([]string, 0, 33), names: make([]string, 0, 10)}
+		d.spare, d.spans = t, make([]int, 0, 64)
+	}
+	t.slots, t.lits, t.names = t.slots[:0], t.lits[:0], t.names[:0]
+	spans := d.spans[:0] // each slot's opening and past-closing quote
+	defer func() { d.spans = spans }()
+	value := func(i int, kind uint8, attr int) (int, error) {
+		c, j := s.peek(i)
+		if c != '"' {
+			return s.skip(i) // stays in the literal
+		}
+		end, err := s.skip(j)
+		t.slots = append(t.slots, slot{kind: kind, attr: attr})
+		spans = append(spans, j, end)
+		return end, err
+	}
+	object := func(i int, member func(i int, key []byte) (int, error)) (int, error) {
+		if c, _ := s.peek(i); c != '{' {
+			return s.skip(i)
+		}
+		return s.object(i, member)
+	}
+	_, start := s.peek(pos)
+	end, err := s.object(start, func(i int, key []byte) (int, error) {
+		switch string(key) {
+		case "messageId":
+			return value(i, slotMessageID, 0)
+		case "body":
+			return value(i, slotBody, 0)
+		case "eventSourceARN":
+			return value(i, slotEventSourceARN, 0)
+		case "attributes":
+			return object(i, func(i int, key []byte) (int, error) {
+				switch string(key) {
+				case "SentTimestamp":
+					return value(i, slotSentTimestamp, 0)
+				case "ApproximateReceiveCount":
+					return value(i, slotReceiveCount, 0)
+				case "MessageGroupId":
+					return value(i, slotMessageGroupID, 0)
+				case "SequenceNumber":
+					return value(i, slotSequenceNumber, 0)
+				}
+				return value(i, slotSkip, 0)
+			})
+		case "messageAttributes":
+			return object(i, func(i int, name []byte) (int, error) {
+				a := len(t.names)
+				t.names = append(t.names, bytesToString(name))
+				return object(i, func(i int, key []byte) (int, error) {
+					switch string(key) {
+					case "dataType":
+						return value(i, slotAttrDataType, a)
+					case "stringValue":
+						return value(i, slotAttrString, a)
+					case "binaryValue":
+						return value(i, slotAttrBinary, a)
+					case "stringListValues", "binaryListValues":
+						return s.skip(i) // null or an array: literal
+					}
+					return value(i, slotSkip, 0)
+				})
+			})
+		}
+		return value(i, slotSkip, 0)
+	})
+	if err != nil || len(t.slots) == 0 {
+		return nil
+	}
+	from := start
+	for k := 0; k < len(spans); k += 2 {
+		t.lits = append(t.lits, bytesToString(s.buf[from:spans[k]]))
+		from = spans[k+1]
+	}
+	t.lits = append(t.lits, bytesToString(s.buf[from:end]))
+	return t
+}
+
+// replay reads the record at pos into r through t. It reports false, with
+// r and d.attrs to be reset by the caller, where the record differs from
+// the template or the general path would find a fault in it.
+func (d *eventDecoder) replay(t *template, pos int, r *Record) (int, bool) {
+	s := &d.s
+	if cap(d.tvals) < len(t.names) {
+		d.tvals = make([]attrValues, len(t.names))
+	}
+	vals := d.tvals[:len(t.names)]
+	clear(vals)
+	i := pos
+	for k, sl := range t.slots {
+		lit := t.lits[k]
+		if len(s.buf)-i < len(lit) || string(s.buf[i:i+len(lit)]) != lit {
+			return pos, false
+		}
+		i += len(lit)
+		if sl.kind == slotSkip {
+			var err error
+			if i, err = s.skip(i); err != nil {
+				return pos, false
+			}
+			continue
+		}
+		if i >= len(s.buf) || s.buf[i] != '"' {
+			return pos, false
+		}
+		v, j, err := s.str(i)
+		if err != nil {
+			return pos, false
+		}
+		i = j
+		switch sl.kind {
+		case slotMessageID:
+			r.MessageID = bytesToString(v)
+		case slotBody:
+			r.Body = v
+		case slotEventSourceARN:
+			r.EventSourceARN = bytesToString(v)
+		case slotSentTimestamp:
+			r.SentTimestamp = bytesToString(v)
+		case slotReceiveCount:
+			r.ReceiveCount = bytesToString(v)
+		case slotMessageGroupID:
+			r.MessageGroupID = bytesToString(v)
+		case slotSequenceNumber:
+			r.SequenceNumber = bytesToString(v)
+		case slotAttrDataType:
+			vals[sl.attr].dataType = v
+		case slotAttrString:
+			vals[sl.attr].str, vals[sl.attr].hasString = v, true
+		case slotAttrBinary:
+			vals[sl.attr].bin, vals[sl.attr].hasBin = v, true
+		}
+	}
+	lit := t.lits[len(t.slots)]
+	if len(s.buf)-i < len(lit) || string(s.buf[i:i+len(lit)]) != lit || r.MessageID == "" {
+		return pos, false
+	}
+	i += len(lit)
+	for a, name := range t.names {
+		v := &vals[a]
+		if _, problem := d.addAttribute(stringBytes(name), v.dataType, v.str, v.bin, v.hasString, v.hasBin, ""); problem != nil {
+			return pos, false
+		}
+	}
+	return i, true
+}
