@@ -11,7 +11,8 @@ import (
 var ErrNotSQSEvent = errors.New("payload is not an SQS event")
 
 // DecodeEvent reads an SQS event as Lambda delivers it, in one pass over
-// payload.
+// payload, but for the records whose layout it learns (see template.go),
+// which it reads twice.
 //
 // It fails as a whole (err != nil) only when no record can be reported on
 // its own: the payload is not valid JSON, has no Records array, or a record
