@@ -36,6 +36,24 @@ const (
 	slotAttrBinary
 )
 
+// The slot kinds of the values of the keys in the decoder's tables, by
+// key index.
+var (
+	recordSlots = [...]uint8{keyMessageID: slotMessageID, keyBody: slotBody, keyEventSourceARN: slotEventSourceARN}
+	systemSlots = [...]uint8{keySentTimestamp: slotSentTimestamp, keyReceiveCount: slotReceiveCount,
+		keyMessageGroupID: slotMessageGroupID, keySequenceNumber: slotSequenceNumber}
+	valueSlots = [...]uint8{keyDataType: slotAttrDataType, keyStringValue: slotAttrString, keyBinaryValue: slotAttrBinary}
+)
+
+// slotOf is the slot kind of key index k in kinds; other keys' values are
+// skipped.
+func slotOf(kinds []uint8, k int) uint8 {
+	if k >= 0 && k < len(kinds) {
+		return kinds[k]
+	}
+	return slotSkip
+}
+
 // Templates stop being tried for the rest of an event once they have
 // missed more than maxMisses records beyond a quarter of those they read:
 // records of changing layouts would each pay for a miss and a relearning.
@@ -78,48 +96,30 @@ func (d *eventDecoder) learn(pos int) *template {
 		return s.object(i, member)
 	}
 	_, start := s.peek(pos)
+	// Keys are classified by the general path's tables, so both read the
+	// same keys.
 	end, err := s.object(start, func(i int, key []byte) (int, error) {
-		switch string(key) {
-		case "messageId":
-			return value(i, slotMessageID, 0)
-		case "body":
-			return value(i, slotBody, 0)
-		case "eventSourceARN":
-			return value(i, slotEventSourceARN, 0)
-		case "attributes":
+		switch k := d.recordKeys.index(key, false); k {
+		case keyAttributes:
 			return object(i, func(i int, key []byte) (int, error) {
-				switch string(key) {
-				case "SentTimestamp":
-					return value(i, slotSentTimestamp, 0)
-				case "ApproximateReceiveCount":
-					return value(i, slotReceiveCount, 0)
-				case "MessageGroupId":
-					return value(i, slotMessageGroupID, 0)
-				case "SequenceNumber":
-					return value(i, slotSequenceNumber, 0)
-				}
-				return value(i, slotSkip, 0)
+				return value(i, slotOf(systemSlots[:], d.systemKeys.index(key, false)), 0)
 			})
-		case "messageAttributes":
+		case keyMessageAttributes:
 			return object(i, func(i int, name []byte) (int, error) {
 				a := len(t.names)
 				t.names = append(t.names, bytesToString(name))
 				return object(i, func(i int, key []byte) (int, error) {
-					switch string(key) {
-					case "dataType":
-						return value(i, slotAttrDataType, a)
-					case "stringValue":
-						return value(i, slotAttrString, a)
-					case "binaryValue":
-						return value(i, slotAttrBinary, a)
-					case "stringListValues", "binaryListValues":
+					switch k := d.valueKeys.index(key, false); k {
+					case keyStringListValues, keyBinaryListValues:
 						return s.skip(i) // null or an array: literal
+					default:
+						return value(i, slotOf(valueSlots[:], k), a)
 					}
-					return value(i, slotSkip, 0)
 				})
 			})
+		default:
+			return value(i, slotOf(recordSlots[:], k), 0)
 		}
-		return value(i, slotSkip, 0)
 	})
 	if err != nil || len(t.slots) == 0 {
 		return nil
