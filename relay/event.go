@@ -54,10 +54,11 @@ type eventDecoder struct {
 	// names and of message attribute values.
 	recordKeys, systemKeys, nameKeys, valueKeys keys
 
-	// tmpl is the layout of the last record read by the general path, if
-	// records are being read through templates (see template.go).
-	tmpl         *template
-	spare        *template // tmpl's storage, reused when it is relearned
+	// tmpl and tmpl2 are the layouts of the last two records the general
+	// path read, the one that last matched first, if records are being
+	// read through templates (see template.go): a record of another
+	// layout now and then then costs one miss, not two.
+	tmpl, tmpl2  *template
 	spans        []int
 	tvals        []attrValues
 	hits, misses int
@@ -184,16 +185,24 @@ func (d *eventDecoder) record(pos int) (int, error) {
 		return i, err
 	}
 	attrStart := len(d.attrs)
-	if t := d.tmpl; t != nil {
+	for _, t := range [2]*template{d.tmpl, d.tmpl2} {
+		if t == nil {
+			break
+		}
 		if end, ok := d.replay(t, pos, r); ok {
+			if t == d.tmpl2 {
+				d.tmpl, d.tmpl2 = t, d.tmpl
+			}
 			d.hits++
 			d.deliver(r, attrStart, nil)
 			return end, nil
 		}
 		*r = Record{}
 		d.attrs = d.attrs[:attrStart]
+	}
+	if d.tmpl != nil {
 		if d.misses++; d.misses > maxMisses+d.hits/4 {
-			d.tmpl, d.noTemplates = nil, true
+			d.tmpl, d.tmpl2, d.noTemplates = nil, nil, true
 		}
 	}
 	start := pos
@@ -259,7 +268,7 @@ func (d *eventDecoder) record(pos int) (int, error) {
 		fieldErr.MessageID = r.MessageID
 		rerr = fieldErr
 	} else if !d.noTemplates {
-		d.tmpl = d.learn(start)
+		d.learn(start)
 	}
 	d.deliver(r, attrStart, rerr)
 	return pos, nil

@@ -21,6 +21,13 @@ type scanner struct {
 	// values, in blocks (see room): what is written there is never moved
 	// or written again, so slices of it stay valid and unchanged.
 	arena []byte
+	// The last string unescaped: where its contents start in buf (0 for
+	// none: contents follow a quote), the index after it, and its value
+	// in the arena. A record read again from its start, after a template
+	// did not match it after all, finds its body here instead of
+	// unescaping it again.
+	lastAt, lastEnd int
+	last            []byte
 }
 
 var errEOF = errors.New("unexpected end of JSON")
@@ -255,7 +262,14 @@ func (s *scanner) str(i int) ([]byte, int, error) {
 	if n, ok := plain(s.buf[i:]); ok {
 		return s.buf[i : i+n : i+n], i + n + 1, nil
 	}
-	return s.unescape(i)
+	if i == s.lastAt {
+		return s.last, s.lastEnd, nil
+	}
+	v, end, err := s.unescape(i)
+	if err == nil {
+		s.lastAt, s.lastEnd, s.last = i, end, v
+	}
+	return v, end, err
 }
 
 // plain finds the closing quote of a string whose contents start at b[0].
@@ -453,6 +467,9 @@ func (s *scanner) skip(i int) (int, error) {
 		i++
 		if n, ok := plain(s.buf[i:]); ok {
 			return i + n + 1, nil
+		}
+		if i == s.lastAt {
+			return s.lastEnd, nil
 		}
 		for i < len(s.buf) {
 			if i += stop(s.buf[i:]); i >= len(s.buf) {

@@ -65,16 +65,18 @@ type attrValues struct {
 	hasString, hasBin  bool
 }
 
-// learn returns the template of the record at pos, which the general path
-// read without error, or nil if it has no string values to template.
-// The template's storage is reused from the last one, which a record
-// missed.
-func (d *eventDecoder) learn(pos int) *template {
+// learn makes the layout of the record at pos, which the general path
+// read without error, the first template, and the first the second; the
+// second's storage is reused for it. A record with no string values to
+// template leaves the templates as they are.
+func (d *eventDecoder) learn(pos int) {
 	s := &d.s
-	t := d.spare
+	t := d.tmpl2
 	if t == nil {
 		t = &template{slots: make([]slot, 0, 32), lits: make([]string, 0, 33), names: make([]string, 0, 10)}
-		d.spare, d.spans = t, make([]int, 0, 64)
+		if d.spans == nil {
+			d.spans = make([]int, 0, 64)
+		}
 	}
 	t.slots, t.lits, t.names = t.slots[:0], t.lits[:0], t.names[:0]
 	spans := d.spans[:0] // each slot's opening and past-closing quote
@@ -122,7 +124,10 @@ func (d *eventDecoder) learn(pos int) *template {
 		}
 	})
 	if err != nil || len(t.slots) == 0 {
-		return nil
+		if t == d.tmpl2 {
+			d.tmpl2 = nil // its storage was overwritten
+		}
+		return
 	}
 	from := start
 	for k := 0; k < len(spans); k += 2 {
@@ -130,7 +135,7 @@ func (d *eventDecoder) learn(pos int) *template {
 		from = spans[k+1]
 	}
 	t.lits = append(t.lits, bytesToString(s.buf[from:end]))
-	return t
+	d.tmpl, d.tmpl2 = t, d.tmpl
 }
 
 // replay reads the record at pos into r through t. It reports false, with

@@ -1,10 +1,15 @@
 package relay
 
 import (
+	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
 )
 
 // checkTemplates decodes payload as DecodeEvent does, through templates,
@@ -96,17 +101,110 @@ func TestTemplateReadsLikeGeneralPath(t *testing.T) {
 	}
 }
 
-// TestTemplatesGiveUp alternates two layouts: each record misses the
-// template learned from the one before, so templates stop being tried.
-func TestTemplatesGiveUp(t *testing.T) {
-	other := strings.Replace(first, `"type":`, `"kind":`, 1)
+// TestTemplatesAlternating alternates two layouts, which the two
+// templates hold: only the second record misses. Three layouts in turn
+// miss every time, so templates stop being tried.
+func TestTemplatesAlternating(t *testing.T) {
+	layouts := []string{first, strings.Replace(first, `"type":`, `"kind":`, 1), strings.Replace(first, `"bin":`, `"raw":`, 1)}
+	tests := []struct {
+		layouts      int
+		hits, misses int
+	}{
+		{2, 38, 1},
+		{3, 0, maxMisses + 1},
+	}
+	for _, tt := range tests {
+		var records []string
+		for i := range 40 {
+			records = append(records, strings.Replace(layouts[i%tt.layouts], `"m-1"`, fmt.Sprintf(`"m-%d"`, i), 1))
+		}
+		hits, misses := checkTemplates(t, []byte(`{"Records":[`+strings.Join(records, ",")+`]}`))
+		if hits != tt.hits || misses != tt.misses {
+			t.Errorf("%d layouts in turn: templates read %d records and missed %d; want %d and %d", tt.layouts, hits, misses, tt.hits, tt.misses)
+		}
+	}
+}
+
+// mixedEvent is an event of n records as a busy queue sends it: most in
+// one layout, some with an AWSTraceHeader system attribute (X-Ray
+// sampled), some with one more message attribute, and JSON bodies.
+func mixedEvent(n int) []byte {
+	rng := rand.New(rand.NewPCG(3, 4))
+	handle := strings.Repeat("AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a", 9) // receipt handles run to hundreds of bytes
 	var records []string
-	for i := range 40 {
-		r := []string{first, other}[i%2]
-		records = append(records, strings.Replace(r, `"m-1"`, fmt.Sprintf(`"m-%d"`, i), 1))
+	for i := range n {
+		attrs := fmt.Sprintf(`{"ApproximateReceiveCount":"%d","SentTimestamp":"17000000%05d","SenderId":"AIDAIENQZJOLO23YVJ4VO","ApproximateFirstReceiveTimestamp":"17000000%05d"`, 1+i%3, i, i)
+		if rng.IntN(10) == 0 {
+			attrs += `,"AWSTraceHeader":"Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"`
+		}
+		msgAttrs := fmt.Sprintf(`"type":{"stringValue":"order.paid","stringListValues":[],"binaryListValues":[],"dataType":"String"},"tenant":{"stringValue":"t-%d","stringListValues":[],"binaryListValues":[],"dataType":"String"}`, i%16)
+		if rng.IntN(20) == 0 {
+			msgAttrs += `,"retry":{"stringValue":"2","stringListValues":[],"binaryListValues":[],"dataType":"Number"}`
+		}
+		body, _ := json.Marshal(fmt.Sprintf(`{"orderId":"o-%d","total":%d.%02d,"note":"a \"gift\""}`, i, i*3, i%100))
+		records = append(records, fmt.Sprintf(`{"messageId":"%08d-6c43-4e1d-8c4f-2d4a6bb0a1e5","receiptHandle":"%s%d","body":%s,"attributes":%s},"messageAttributes":{%s},"md5OfMessageAttributes":"b25f48e8c2a6f6b8f5a3b3f0d6d7a1c2","md5OfBody":"6a204bd89f3c8348afd5c77c717a097a","eventSource":"aws:sqs","eventSourceARN":"arn:aws:sqs:eu-west-1:123456789012:orders","awsRegion":"eu-west-1"}`,
+			i, handle, i, body, attrs, msgAttrs))
 	}
-	hits, misses := checkTemplates(t, []byte(`{"Records":[`+strings.Join(records, ",")+`]}`))
-	if hits != 0 || misses != maxMisses+1 {
-		t.Errorf("templates read %d records and missed %d; want 0 and %d", hits, misses, maxMisses+1)
+	return []byte(`{"Records":[` + strings.Join(records, ",") + `]}`)
+}
+
+// TestTemplatesOnMixedLayouts reads a mixedEvent: each record reads as
+// encoding/json reads it, templates read most records, and they are still
+// being tried at the end.
+func TestTemplatesOnMixedLayouts(t *testing.T) {
+	payload := mixedEvent(200)
+	var want events.SQSEvent
+	if err := json.Unmarshal(payload, &want); err != nil {
+		t.Fatal(err)
 	}
+	recs, errs, err := DecodeEvent(payload)
+	if err != nil || len(recs) != len(want.Records) {
+		t.Fatalf("%d records, %v; encoding/json reads %d", len(recs), err, len(want.Records))
+	}
+	for i, r := range recs {
+		w := want.Records[i]
+		if errs[i] != nil || r.MessageID != w.MessageId || string(r.Body) != w.Body || r.SentTimestamp != w.Attributes["SentTimestamp"] ||
+			r.ReceiveCount != w.Attributes["ApproximateReceiveCount"] || len(r.Attributes) != len(w.MessageAttributes) {
+			t.Fatalf("record %d: %+v (%v); encoding/json reads %+v", i, r, errs[i], w)
+		}
+		for _, a := range r.Attributes {
+			if wa := w.MessageAttributes[a.Name]; wa.StringValue == nil || string(a.Value) != *wa.StringValue || a.DataType != wa.DataType {
+				t.Fatalf("record %d: attribute %+v; encoding/json reads %+v", i, a, wa)
+			}
+		}
+	}
+	hits, misses := checkTemplates(t, payload)
+	if hits < len(recs)*3/4 || misses > len(recs)/4 {
+		t.Errorf("templates read %d of %d records and missed %d", hits, len(recs), misses)
+	}
+}
+
+// BenchmarkDecodeMixedLayouts decodes a 1,000-record mixedEvent through
+// templates and on the general path only, alternated, so that templates
+// are seen to pay off where layouts vary too.
+func BenchmarkDecodeMixedLayouts(b *testing.B) {
+	const n = 1000
+	payload := mixedEvent(n)
+	var took [2]time.Duration // through templates, general path only
+	var hits int
+	for range b.N {
+		for k, noTemplates := range []bool{false, true} {
+			start := time.Now()
+			d := newEventDecoder(payload)
+			d.noTemplates = noTemplates
+			d.each = func(*Record, error) {}
+			if err := d.event(); err != nil {
+				b.Fatal(err)
+			}
+			took[k] += time.Since(start)
+			if !noTemplates {
+				hits = d.hits
+			}
+		}
+	}
+	b.ReportMetric(float64(took[0].Nanoseconds())/float64(b.N*n), "templates-ns/record")
+	b.ReportMetric(float64(took[1].Nanoseconds())/float64(b.N*n), "general-ns/record")
+	b.ReportMetric(took[1].Seconds()/took[0].Seconds(), "general/templates")
+	b.ReportMetric(float64(hits)/n, "read-by-templates")
+	b.ReportMetric(0, "ns/op")
 }
