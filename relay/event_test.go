@@ -363,6 +363,14 @@ func TestDecodeEventKeysInAnyOrder(t *testing.T) {
 	}
 	payload := []byte(`{"Records":[` + strings.Join(records, ",") + `]}`)
 
+	recs, errs := decodeLikeEncodingJSON(t, payload)
+	checkStreaming(t, payload, recs, errs)
+}
+
+// decodeLikeEncodingJSON decodes payload, whose records must all be valid,
+// and fails unless each reads as encoding/json reads it.
+func decodeLikeEncodingJSON(t *testing.T, payload []byte) ([]Record, []error) {
+	t.Helper()
 	var want events.SQSEvent
 	if err := json.Unmarshal(payload, &want); err != nil {
 		t.Fatal(err)
@@ -395,7 +403,7 @@ func TestDecodeEventKeysInAnyOrder(t *testing.T) {
 			}
 		}
 	}
-	checkStreaming(t, payload, recs, errs)
+	return recs, errs
 }
 
 // TestPipelinedCallbackPanic panics in the per-record callback of a
