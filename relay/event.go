@@ -133,9 +133,11 @@ func (d *eventDecoder) event() error {
 func (d *eventDecoder) record(pos int) (int, error) {
 	s := &d.s
 	i := d.n
-	if c, j := s.peek(pos); c != '{' {
+	c, j := s.peek(pos)
+	if c != '{' {
 		return j, fmt.Errorf("record %d is %s, not an object", i, s.kind(j))
 	}
+	pos = j // where a template's first literal starts
 	d.n++
 	var r *Record
 	if d.each != nil {

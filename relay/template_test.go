@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -146,15 +147,21 @@ func mixedEvent(n int) []byte {
 	return []byte(`{"Records":[` + strings.Join(records, ",") + `]}`)
 }
 
-// TestTemplatesOnMixedLayouts reads a mixedEvent: each record reads as
-// encoding/json reads it, templates read most records, and they are still
-// being tried at the end.
+// TestTemplatesOnMixedLayouts reads a mixedEvent, compact as Lambda sends
+// it and indented: each record reads as encoding/json reads it, templates
+// read most records, and they are still being tried at the end.
 func TestTemplatesOnMixedLayouts(t *testing.T) {
-	payload := mixedEvent(200)
-	recs, _ := decodeLikeEncodingJSON(t, payload)
-	hits, misses := checkTemplates(t, payload)
-	if hits < len(recs)*3/4 || misses > len(recs)/4 {
-		t.Errorf("templates read %d of %d records and missed %d", hits, len(recs), misses)
+	compact := mixedEvent(200)
+	var indented bytes.Buffer
+	if err := json.Indent(&indented, compact, "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	for _, payload := range [][]byte{compact, indented.Bytes()} {
+		recs, _ := decodeLikeEncodingJSON(t, payload)
+		hits, misses := checkTemplates(t, payload)
+		if hits < len(recs)*3/4 || misses > len(recs)/4 {
+			t.Errorf("templates read %d of %d records and missed %d (%.20q…)", hits, len(recs), misses, payload)
+		}
 	}
 }
 
