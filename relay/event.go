@@ -57,7 +57,7 @@ type eventDecoder struct {
 	// tmpl and tmpl2 are the layouts of the last two records the general
 	// path read, the one that last matched first, if records are being
 	// read through templates (see template.go): a record of another
-	// layout now and then then costs one miss, not two.
+	// layout now and then costs one miss, not two.
 	tmpl, tmpl2  *template
 	spans        []int
 	tvals        []attrValues

@@ -246,10 +246,15 @@ func (s *scanner) null(i int) (int, bool) {
 }
 
 func (s *scanner) literal(i int, lit string) (int, error) {
-	if len(s.buf)-i < len(lit) || string(s.buf[i:i+len(lit)]) != lit {
+	if !s.at(i, lit) {
 		return i, s.syntax(i, "expected "+lit)
 	}
 	return i + len(lit), nil
+}
+
+// at reports whether lit is at i, exactly.
+func (s *scanner) at(i int, lit string) bool {
+	return len(s.buf)-i >= len(lit) && string(s.buf[i:i+len(lit)]) == lit
 }
 
 // str reads the string at i. Without escapes it is a slice of the input;

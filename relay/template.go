@@ -150,11 +150,10 @@ func (d *eventDecoder) replay(t *template, pos int, r *Record) (int, bool) {
 	clear(vals)
 	i := pos
 	for k, sl := range t.slots {
-		lit := t.lits[k]
-		if len(s.buf)-i < len(lit) || string(s.buf[i:i+len(lit)]) != lit {
+		if !s.at(i, t.lits[k]) {
 			return pos, false
 		}
-		i += len(lit)
+		i += len(t.lits[k])
 		if sl.kind == slotSkip {
 			var err error
 			if i, err = s.skip(i); err != nil {
@@ -194,7 +193,7 @@ func (d *eventDecoder) replay(t *template, pos int, r *Record) (int, bool) {
 		}
 	}
 	lit := t.lits[len(t.slots)]
-	if len(s.buf)-i < len(lit) || string(s.buf[i:i+len(lit)]) != lit || r.MessageID == "" {
+	if !s.at(i, lit) || r.MessageID == "" {
 		return pos, false
 	}
 	i += len(lit)
