@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -104,10 +105,23 @@ func (d *eventDecoder) event() error {
 	if c != '{' {
 		return s.syntax(i, "expected an object")
 	}
+	// Small events are checked for a second Records key before a record
+	// is handed on. Large ones (decoded on their own goroutine) are not:
+	// two more passes over 6 MB cost a third of the decoding, for a
+	// payload Lambda never sends; a second key there fails the event when
+	// reached, after the records before it may have been produced.
+	if len(s.buf) < pipelineMinBytes && mayRepeatRecords(s.buf) {
+		if err := d.checkRecordsOnce(); err != nil {
+			return err
+		}
+	}
 	found := false
 	i, err := s.object(i, func(i int, key []byte) (int, error) {
 		if string(key) != "Records" {
 			return s.skip(i)
+		}
+		if found {
+			return i, errRecordsTwice
 		}
 		if c, j := s.peek(i); c != '[' {
 			return j, fmt.Errorf("Records is %s, not an array", s.kind(j))
@@ -126,6 +140,50 @@ func (d *eventDecoder) event() error {
 		return errors.New("no Records array")
 	}
 	return nil
+}
+
+// errRecordsTwice refuses an event with two Records arrays: encoding/json
+// would read the last only, a streaming reader both.
+var errRecordsTwice = errors.New("the Records key is given twice")
+
+// mayRepeatRecords reports whether payload could hold a second Records key.
+// One Records and no \u escape of an ASCII letter (which no encoder writes,
+// but which could spell the key) rule it out; the searches start with
+// bytes that are rare in events (a quote would stop the search at every
+// string). Otherwise checkRecordsOnce reads the top level first, so that
+// nothing is produced from an event that is then refused.
+func mayRepeatRecords(payload []byte) bool {
+	if bytes.Count(payload, recordsKey) > 1 {
+		return true
+	}
+	for rest := payload; ; {
+		i := bytes.Index(rest, escapeU00)
+		if i < 1 || i+len(escapeU00) >= len(rest) {
+			return i == 0
+		}
+		if c := rest[i+len(escapeU00)]; rest[i-1] == '\\' && c >= '4' && c <= '7' {
+			return true
+		}
+		rest = rest[i+len(escapeU00):]
+	}
+}
+
+var recordsKey, escapeU00 = []byte(`Records`), []byte(`u00`)
+
+// checkRecordsOnce reads the event's top level, skipping every value, and
+// fails if the Records key comes twice.
+func (d *eventDecoder) checkRecordsOnce() error {
+	pre := scanner{buf: d.s.buf}
+	n := 0
+	_, err := pre.object(0, func(i int, key []byte) (int, error) {
+		if string(key) == "Records" {
+			if n++; n > 1 {
+				return i, errRecordsTwice
+			}
+		}
+		return pre.skip(i)
+	})
+	return err
 }
 
 // record decodes the record at pos. A value of the wrong type fails the
@@ -209,13 +267,23 @@ func (d *eventDecoder) record(pos int) (int, error) {
 	}
 	start := pos
 	hasBody := false
+	// A key given twice is read as encoding/json reads it, the last one
+	// winning (a null included), and keeps the record from being learned
+	// as a template, whose literal would hold the first one.
+	repeated := false
+	var seen uint32
 	pos, err := s.fields(pos, &d.recordKeys, func(i, k int, _ []byte) (int, error) {
+		if k >= 0 {
+			repeated = repeated || seen&(1<<k) != 0
+			seen |= 1 << k
+		}
 		switch k {
 		case keyMessageID:
 			return str(i, "messageId", &r.MessageID)
 		case keyBody:
 			ok, i, err := typed(i, "body", '"', "a string", true)
 			if !ok {
+				r.Body, hasBody = nil, false
 				return i, err
 			}
 			r.Body, i, err = s.str(i)
@@ -224,11 +292,17 @@ func (d *eventDecoder) record(pos int) (int, error) {
 		case keyEventSourceARN:
 			return str(i, "eventSourceARN", &r.EventSourceARN)
 		case keyAttributes:
+			r.SentTimestamp, r.ReceiveCount, r.MessageGroupID, r.SequenceNumber = "", "", "", ""
 			ok, i, err := typed(i, "attributes", '{', "an object", true)
 			if !ok {
 				return i, err
 			}
+			var seenSys uint32
 			return s.fields(i, &d.systemKeys, func(i, k int, _ []byte) (int, error) {
+				if k >= 0 {
+					repeated = repeated || seenSys&(1<<k) != 0
+					seenSys |= 1 << k
+				}
 				switch k {
 				case keySentTimestamp:
 					return str(i, "attributes.SentTimestamp", &r.SentTimestamp)
@@ -242,12 +316,13 @@ func (d *eventDecoder) record(pos int) (int, error) {
 				return s.skip(i)
 			})
 		case keyMessageAttributes:
+			d.attrs = d.attrs[:attrStart]
 			ok, i, err := typed(i, "messageAttributes", '{', "an object", true)
 			if !ok {
 				return i, err
 			}
 			return s.fields(i, &d.nameKeys, func(i, _ int, name []byte) (int, error) {
-				i, field, problem, err := d.attribute(i, name)
+				i, field, problem, err := d.attribute(i, name, attrStart, &repeated)
 				if problem != nil {
 					bad("messageAttributes."+string(name)+field, problem)
 				}
@@ -269,7 +344,7 @@ func (d *eventDecoder) record(pos int) (int, error) {
 	if fieldErr != nil {
 		fieldErr.MessageID = r.MessageID
 		rerr = fieldErr
-	} else if !d.noTemplates {
+	} else if !d.noTemplates && !repeated {
 		d.learn(start)
 	}
 	d.deliver(r, attrStart, rerr)
@@ -293,7 +368,10 @@ func (d *eventDecoder) deliver(r *Record, attrStart int, rerr error) {
 // attribute decodes the message attribute at pos into d.attrs. A bad value
 // comes back as problem, with the field's suffix (".binaryValue") and the
 // value consumed; err is a syntax error.
-func (d *eventDecoder) attribute(pos int, name []byte) (next int, field string, problem, err error) {
+// The record's attributes so far are d.attrs[attrStart:]: a name given
+// twice fails the record, since one of its values would be dropped. A
+// value key given twice sets *repeated.
+func (d *eventDecoder) attribute(pos int, name []byte, attrStart int, repeated *bool) (next int, field string, problem, err error) {
 	s := &d.s
 	if c, j := s.peek(pos); c != '{' {
 		problem = fmt.Errorf("is %s, not an object", s.kind(j))
@@ -302,8 +380,13 @@ func (d *eventDecoder) attribute(pos int, name []byte) (next int, field string, 
 	}
 	var dataType, stringValue, binaryValue []byte
 	var hasString, hasBinary bool
-	var lists, typeErr string
+	var lists, typeErr, typeWant string
+	var seen uint32
 	pos, err = s.fields(pos, &d.valueKeys, func(i, k int, key []byte) (int, error) {
+		if k >= 0 {
+			*repeated = *repeated || seen&(1<<k) != 0
+			seen |= 1 << k
+		}
 		var dst *[]byte
 		var has *bool
 		switch k {
@@ -317,6 +400,12 @@ func (d *eventDecoder) attribute(pos int, name []byte) (next int, field string, 
 			if j, ok := s.null(i); ok {
 				return j, nil
 			}
+			if c, _ := s.peek(i); c != '[' {
+				if typeErr == "" {
+					typeErr, typeWant = "."+string(key), "an array"
+				}
+				return s.skip(i)
+			}
 			n := 0
 			i, err := s.array(i, func(i int) (int, error) { n++; return s.skip(i) })
 			if n > 0 && lists == "" {
@@ -327,11 +416,12 @@ func (d *eventDecoder) attribute(pos int, name []byte) (next int, field string, 
 			return s.skip(i)
 		}
 		if j, ok := s.null(i); ok {
+			*dst, *has = nil, false // the last value wins, a null too
 			return j, nil
 		}
 		if c, _ := s.peek(i); c != '"' {
 			if typeErr == "" {
-				typeErr = "." + string(key)
+				typeErr, typeWant = "."+string(key), "a string"
 			}
 			return s.skip(i)
 		}
@@ -343,7 +433,12 @@ func (d *eventDecoder) attribute(pos int, name []byte) (next int, field string, 
 		return pos, "", nil, err
 	}
 	if typeErr != "" {
-		return pos, typeErr, errors.New("not a string"), nil
+		return pos, typeErr, errors.New("not " + typeWant), nil
+	}
+	for _, a := range d.attrs[attrStart:] {
+		if a.Name == string(name) {
+			return pos, "", errors.New("given twice"), nil
+		}
 	}
 	field, problem = d.addAttribute(name, dataType, stringValue, binaryValue, hasString, hasBinary, lists)
 	return pos, field, problem, nil

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"runtime"
 	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -79,6 +80,11 @@ func TestDecodeEventRecordErrors(t *testing.T) {
 		{`{"messageId":"m1","body":"x","messageAttributes":{"a":{"dataType":"String","stringValue":true}}}`, "record m1: messageAttributes.a.stringValue: not a string"},
 		{`{"messageId":"m1","body":"x","messageAttributes":[]}`, "record m1: messageAttributes: is an array, not an object"},
 		{`{"body":"x","messageId":"m1","eventSourceARN":{}}`, "record m1: eventSourceARN: is an object, not a string"},
+		{`{"messageId":"m1","body":"x","messageAttributes":{"a":{"dataType":"String","stringValue":"v","stringListValues":"x"}}}`, "record m1: messageAttributes.a.stringListValues: not an array"},
+		{`{"messageId":"m1","body":"x","messageAttributes":{"a":{"dataType":"String","stringValue":"v","binaryListValues":{}}}}`, "record m1: messageAttributes.a.binaryListValues: not an array"},
+		{`{"messageId":"m1","body":"x","messageAttributes":{"a":{"dataType":"String","stringValue":"v"},"a":{"dataType":"String","stringValue":"w"}}}`, "record m1: messageAttributes.a: given twice"},
+		{`{"messageId":"m1","body":"x","messageAttributes":{"a":{"dataType":"String","stringValue":"v","stringValue":null}}}`, "record m1: messageAttributes.a.stringValue: missing"},
+		{`{"messageId":"m1","body":"x","body":null}`, "record m1: body: missing"},
 	} {
 		recs, errs, err := DecodeEvent([]byte(`{"Records":[` + tc.record + `]}`))
 		if err != nil {
@@ -92,6 +98,127 @@ func TestDecodeEventRecordErrors(t *testing.T) {
 		}
 		if !strings.Contains(errs[0].Error(), tc.want) {
 			t.Errorf("%s: %q does not contain %q", tc.record, errs[0], tc.want)
+		}
+	}
+}
+
+// TestDecodeEventRepeatedKeys: Lambda never repeats a key, nor varies
+// its case; a hand-made event that does is read as encoding/json reads it
+// into a map: keys exactly, the last of a repeated one winning.
+func TestDecodeEventRepeatedKeys(t *testing.T) {
+	for _, tc := range []struct{ record, want string }{
+		{`{"messageId":"m1","body":"x","Body":"y"}`, `"m1" "x" ""`},
+		{`{"messageId":"m1","Body":"y","body":"x","BODY":"z"}`, `"m1" "x" ""`},
+		{`{"messageId":"m1","body":"x","body":"y"}`, `"m1" "y" ""`},
+		{`{"messageId":"m0","messageId":"m1","body":"x","eventSourceARN":"a","eventSourceARN":"b"}`, `"m1" "x" "b"`},
+		{`{"messageId":"m1","body":"x","attributes":{"SentTimestamp":"1"},"attributes":{"MessageGroupId":"g"}}`, `"m1" "x" "" group "g" sent ""`},
+		{`{"messageId":"m1","body":"x","attributes":{"SentTimestamp":"1","SentTimestamp":"2"}}`, `"m1" "x" "" group "" sent "2"`},
+		{`{"messageId":"m1","body":"x","messageAttributes":{"a":{"dataType":"String","stringValue":"v"}},"messageAttributes":{"b":{"dataType":"String","stringValue":"w"}}}`, `"m1" "x" "" attrs b=w`},
+		{`{"messageId":"m1","body":"x","messageAttributes":{"a":{"dataType":"String","stringValue":"v","stringValue":"w"}}}`, `"m1" "x" "" attrs a=w`},
+		{`{"messageId":"m1","body":"x","messageAttributes":{"a":{"dataType":"Binary","stringValue":"v","dataType":"String"}}}`, `"m1" "x" "" attrs a=v`},
+		{`{"messageId":"m1","body":"x","messageAttributes":{"a":{"dataType":"String","stringValue":"v"},"A":{"dataType":"String","stringValue":"w"}}}`, `"m1" "x" "" attrs A=w a=v`},
+	} {
+		// Twice in one event: the second record may be read through a
+		// template learned from the first, which must not happen.
+		payload := []byte(`{"Records":[` + tc.record + `,` + tc.record + `]}`)
+		recs, errs, err := DecodeEvent(payload)
+		if err != nil || errs[0] != nil || errs[1] != nil {
+			t.Errorf("%s: %v %v", tc.record, err, errs)
+			continue
+		}
+		for _, r := range recs {
+			got := fmt.Sprintf("%q %q %q", r.MessageID, r.Body, r.EventSourceARN)
+			if strings.Contains(tc.want, "group") {
+				got += fmt.Sprintf(" group %q sent %q", r.MessageGroupID, r.SentTimestamp)
+			}
+			if len(r.Attributes) > 0 {
+				got += " attrs"
+				for _, a := range r.Attributes {
+					got += " " + a.Name + "=" + string(a.Value)
+				}
+			}
+			if got != tc.want {
+				t.Errorf("%s: read %s, want %s", tc.record, got, tc.want)
+			}
+		}
+		checkTemplates(t, payload)
+	}
+}
+
+// TestDecodeEventRecordsTwice: a second Records array is refused; in an
+// event decoded inline, before a record is handed on, however the key is
+// spelt.
+func TestDecodeEventRecordsTwice(t *testing.T) {
+	rec := func(id string) string { return `{"messageId":"` + id + `","body":"x"}` }
+	for _, payload := range []string{
+		`{"Records":[` + rec("a") + `,` + rec("b") + `],"Records":[` + rec("c") + `]}`,
+		`{"Records":[` + rec("a") + `],"R\u0065cords":[` + rec("c") + `]}`,
+		`{"R\u0065cords":[` + rec("a") + `],"Records":[]}`,
+		`{"Records":[` + rec("a") + `],"x":{"Records":1},"Records":null}`,
+	} {
+		if _, _, err := DecodeEvent([]byte(payload)); !errors.Is(err, ErrNotSQSEvent) || !strings.Contains(fmt.Sprint(err), "Records key is given twice") {
+			t.Errorf("%s: err %v, want the Records key refused as given twice", payload, err)
+		}
+		for _, pipelined := range []bool{false, true} {
+			handed := 0
+			each := func(*Record, error) { handed++ }
+			var err error
+			if d := newEventDecoder([]byte(payload)); pipelined {
+				err = decodePipelined(d, each)
+			} else {
+				d.each = each
+				err = d.event()
+			}
+			if err == nil || handed != 0 {
+				t.Errorf("%s, pipelined=%v: %d records handed on before the event was refused (err %v)", payload, pipelined, handed, err)
+			}
+		}
+	}
+	// A large event is refused too, when the second key is reached.
+	big := `{"Records":[` + strings.Repeat(rec("a")+",", pipelineMinBytes/20) + rec("b") + `],"Records":[]}`
+	if _, _, err := DecodeEvent([]byte(big)); err == nil || !strings.Contains(err.Error(), "given twice") {
+		t.Errorf("large event with two Records keys: err %v", err)
+	}
+	if err := decodePipelined(newEventDecoder([]byte(big)), func(*Record, error) {}); err == nil {
+		t.Errorf("large event with two Records keys decoded pipelined without error")
+	}
+	// "Records" as a value or a nested key, and a \u escape of a letter
+	// elsewhere, are not a second key.
+	for _, payload := range []string{
+		`{"Records":[{"messageId":"a","body":"Records","messageAttributes":{"Records":{"dataType":"String","stringValue":"Records"}}}],"x":{"Records":[]}}`,
+		`{"Records":[{"messageId":"a","body":"\u0041"}]}`,
+	} {
+		recs, _, err := DecodeEvent([]byte(payload))
+		if err != nil || len(recs) != 1 {
+			t.Errorf("%s: %d records, %v", payload, len(recs), err)
+		}
+	}
+}
+
+// TestDecodeEventDeepNesting: nesting is bounded, as in encoding/json, so a
+// deep payload is an error, not a stack overflow that kills the process.
+func TestDecodeEventDeepNesting(t *testing.T) {
+	for _, depth := range []int{maxDepth - 10, 3_000_000} {
+		for _, open := range []string{"[", `{"a":`} {
+			close := map[string]string{"[": "]", `{"a":`: "}"}[open]
+			payload := `{"Records":[],"x":` + strings.Repeat(open, depth) + "0" + strings.Repeat(close, depth) + `}`
+			_, _, err := DecodeEvent([]byte(payload))
+			if depth < maxDepth && err != nil {
+				t.Errorf("depth %d of %s: %v", depth, open, err)
+			}
+			if depth > maxDepth && (!errors.Is(err, ErrNotSQSEvent) || !strings.Contains(err.Error(), "nested more than 10000 levels deep")) {
+				t.Errorf("depth %d of %s: err %v", depth, open, err)
+			}
+		}
+	}
+	// Inside a record, in an unknown key and in a list value, too.
+	deep := strings.Repeat("[", 20000) + strings.Repeat("]", 20000)
+	for _, rec := range []string{
+		`{"messageId":"m","body":"x","extra":` + deep + `}`,
+		`{"messageId":"m","body":"x","messageAttributes":{"a":{"dataType":"String","stringValue":"v","stringListValues":[` + deep + `]}}}`,
+	} {
+		if _, _, err := DecodeEvent([]byte(`{"Records":[` + rec + `]}`)); err == nil || !strings.Contains(err.Error(), "nested more than") {
+			t.Errorf("deep value in a record: err %v", err)
 		}
 	}
 }
@@ -187,10 +314,12 @@ func FuzzDecodeEvent(f *testing.F) {
 			t.Fatalf("%d errors for %d records", len(errs), len(recs))
 		}
 		checkStreaming(t, payload, recs, errs)
-		var ref struct {
-			Records []map[string]json.RawMessage
-		}
-		refOK := json.Unmarshal(payload, &ref) == nil && len(ref.Records) == len(recs)
+		// The reference reads keys exactly, as the decoder does (encoding/json
+		// into a struct would match them in any case), the last of a repeated
+		// key winning.
+		var top map[string]json.RawMessage
+		var refRecs []map[string]json.RawMessage
+		refOK := json.Unmarshal(payload, &top) == nil && json.Unmarshal(top["Records"], &refRecs) == nil && len(refRecs) == len(recs)
 		for i, r := range recs {
 			if r.MessageID == "" {
 				t.Fatalf("record %d has no messageId", i)
@@ -207,15 +336,88 @@ func FuzzDecodeEvent(f *testing.F) {
 			}
 			// Strings are kept byte for byte, where encoding/json turns
 			// invalid UTF-8 into U+FFFD: only valid ones are compared.
-			var id, body string
-			if json.Unmarshal(ref.Records[i]["messageId"], &id) == nil && id != r.MessageID && utf8.ValidString(id) && utf8.ValidString(r.MessageID) {
-				t.Fatalf("record %d: messageId %q, encoding/json reads %q", i, r.MessageID, id)
-			}
-			if json.Unmarshal(ref.Records[i]["body"], &body) == nil && body != string(r.Body) && utf8.ValidString(body) && utf8.Valid(r.Body) {
-				t.Fatalf("record %d: body %q, encoding/json reads %q", i, r.Body, body)
+			if want, ok := referenceRecord(refRecs[i]); ok {
+				got := fmt.Sprintf("%q %q %q %q %q %q %q %q", r.MessageID, r.Body, r.EventSourceARN, r.SentTimestamp, r.ReceiveCount, r.MessageGroupID, r.SequenceNumber, r.Attributes)
+				if got != want && validUTF8(r) {
+					t.Fatalf("record %d: decoded\n%s\nencoding/json reads\n%s", i, got, want)
+				}
 			}
 		}
 	})
+}
+
+// validUTF8 reports whether r's strings are valid UTF-8, which encoding/json
+// reads as the decoder does (it turns invalid bytes into U+FFFD).
+func validUTF8(r Record) bool {
+	all := r.MessageID + string(r.Body) + r.EventSourceARN + r.SentTimestamp + r.ReceiveCount + r.MessageGroupID + r.SequenceNumber
+	for _, a := range r.Attributes {
+		all += a.Name + a.DataType
+		if !strings.HasPrefix(a.DataType, "Binary") {
+			all += string(a.Value)
+		}
+	}
+	return utf8.ValidString(all)
+}
+
+// referenceRecord reads an SQS record with encoding/json, keys matched
+// exactly, and formats it as FuzzDecodeEvent compares it; false if the
+// record is not one the decoder accepts.
+func referenceRecord(raw map[string]json.RawMessage) (string, bool) {
+	var id, body, arn string
+	if json.Unmarshal(raw["messageId"], &id) != nil || json.Unmarshal(raw["eventSourceARN"], &arn) != nil && raw["eventSourceARN"] != nil {
+		return "", false
+	}
+	var bodyp *string
+	if json.Unmarshal(raw["body"], &bodyp) != nil || bodyp == nil {
+		return "", false
+	}
+	body = *bodyp
+	var sys map[string]json.RawMessage
+	if raw["attributes"] != nil && json.Unmarshal(raw["attributes"], &sys) != nil {
+		return "", false
+	}
+	sysv := map[string]string{}
+	for _, k := range []string{"SentTimestamp", "ApproximateReceiveCount", "MessageGroupId", "SequenceNumber"} {
+		if v, ok := sys[k]; ok && json.Unmarshal(v, new(string)) != nil {
+			return "", false
+		}
+		var v string
+		json.Unmarshal(sys[k], &v)
+		sysv[k] = v
+	}
+	var attrs map[string]map[string]json.RawMessage
+	if raw["messageAttributes"] != nil && json.Unmarshal(raw["messageAttributes"], &attrs) != nil {
+		return "", false
+	}
+	var list []Attribute
+	for name, a := range attrs {
+		var dataType, sv, bv *string
+		if json.Unmarshal(a["dataType"], &dataType) != nil || json.Unmarshal(a["stringValue"], &sv) != nil && a["stringValue"] != nil ||
+			json.Unmarshal(a["binaryValue"], &bv) != nil && a["binaryValue"] != nil || dataType == nil {
+			return "", false
+		}
+		base, _, _ := strings.Cut(*dataType, ".")
+		var value []byte
+		switch {
+		case (base == "String" || base == "Number") && sv != nil:
+			value = []byte(*sv)
+		case base == "Binary" && bv != nil:
+			b, err := base64.StdEncoding.DecodeString(*bv)
+			if err != nil {
+				return "", false
+			}
+			value = b
+		default:
+			return "", false
+		}
+		list = append(list, Attribute{Name: name, DataType: *dataType, Value: value})
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+	if len(list) == 0 {
+		list = nil
+	}
+	return fmt.Sprintf("%q %q %q %q %q %q %q %q", id, body, arn, sysv["SentTimestamp"], sysv["ApproximateReceiveCount"],
+		sysv["MessageGroupId"], sysv["SequenceNumber"], list), true
 }
 
 // checkStreaming decodes payload as the handler does, one reused record at

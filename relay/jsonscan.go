@@ -28,7 +28,13 @@ type scanner struct {
 	// unescaping it again.
 	lastAt, lastEnd int
 	last            []byte
+	// depth is how many values skip is inside; see maxDepth.
+	depth int
 }
+
+// maxDepth bounds the nesting of skipped values, as encoding/json's 10,000
+// does. The event's own structure adds a few levels to it.
+const maxDepth = 10000
 
 var errEOF = errors.New("unexpected end of JSON")
 
@@ -505,10 +511,21 @@ func (s *scanner) skip(i int) (int, error) {
 			}
 		}
 		return i, s.syntax(i, "unterminated string")
-	case '{':
-		return s.object(i, func(i int, _ []byte) (int, error) { return s.skip(i) })
-	case '[':
-		return s.array(i, s.skip)
+	case '{', '[':
+		// Skipping recurses: bound it, or a deep enough payload (6 MB
+		// nest three million levels) overflows the stack, which no
+		// recover catches.
+		if s.depth++; s.depth > maxDepth {
+			return i, fmt.Errorf("invalid JSON at offset %d: nested more than %d levels deep", i, maxDepth)
+		}
+		var err error
+		if c == '{' {
+			i, err = s.object(i, func(i int, _ []byte) (int, error) { return s.skip(i) })
+		} else {
+			i, err = s.array(i, s.skip)
+		}
+		s.depth--
+		return i, err
 	case 't':
 		return s.literal(i, "true")
 	case 'f':
