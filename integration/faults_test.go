@@ -398,3 +398,66 @@ func TestSoak(t *testing.T) {
 		t.Errorf("%d records lost", total.Lost)
 	}
 }
+
+// TestOutageLoggedOncePerChange: an outage through several batches is one
+// line when the brokers become unreachable and one when they are back, not
+// a line per failed reconnect; batches meanwhile name the cause.
+func TestOutageLoggedOncePerChange(t *testing.T) {
+	c := startProxied(t, 1)
+	f := newFaultRelay(t, c, map[string]string{"RELAY_BROKERS_DOWN_GRACE": "500ms"})
+	invoke := func(id string, timeout time.Duration) (failed int) {
+		t.Helper()
+		ev := events.SQSEvent{Records: []events.SQSMessage{{MessageId: id, Body: "x", EventSourceARN: "arn:aws:sqs:eu-west-1:123456789012:events"}}}
+		payload, _ := json.Marshal(ev)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		out, err := f.h.Invoke(lambdacontext.NewContext(ctx, &lambdacontext.LambdaContext{AwsRequestID: "req-" + id}), payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var resp events.SQSEventResponse
+		if err := json.Unmarshal(out, &resp); err != nil {
+			t.Fatal(err)
+		}
+		return len(resp.BatchItemFailures)
+	}
+	if invoke("before", 10*time.Second) != 0 {
+		t.Fatal("the first batch failed")
+	}
+	for _, p := range c.Proxies() {
+		p.Stop()
+	}
+	for i := range 3 {
+		if invoke(fmt.Sprint("during-", i), 2*time.Second) != 1 {
+			t.Fatal("a batch during the outage succeeded")
+		}
+	}
+	for _, p := range c.Proxies() {
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	back := false
+	for i := 0; i < 10 && !back; i++ {
+		back = invoke(fmt.Sprint("after-", i), 5*time.Second) == 0
+	}
+	if !back {
+		t.Fatal("no batch succeeded after the brokers came back")
+	}
+	logs := f.logs.String()
+	if n := strings.Count(logs, `"msg":"every Kafka broker is unreachable"`); n != 1 {
+		t.Errorf("%d lines for the outage's start, want 1", n)
+	}
+	if n := strings.Count(logs, `"msg":"Kafka brokers reachable again"`); n != 1 {
+		t.Errorf("%d lines for the outage's end, want 1", n)
+	}
+	if n := strings.Count(logs, `"level":"WARN","msg":"Kafka client error"`); n > 1 {
+		t.Errorf("%d WARN lines for client errors, want at most the one before the outage was known", n)
+	}
+	if strings.Contains(logs, "brokers are down") {
+		t.Errorf("librdkafka's miscounted text reached the logs")
+	}
+	if n := strings.Count(logs, `"msg":"batch failed: no broker reachable`); n < 3 {
+		t.Errorf("%d batch-level lines naming the outage, want one per failed batch (at least 3)", n)
+	}
+}

@@ -118,7 +118,7 @@ func (h *Handler) begin(ctx context.Context, log *slog.Logger, sizeHint int) *ba
 	if hasDeadline {
 		out.Deadline = deadline
 	}
-	pctx, cancel := context.WithDeadline(ctx, produceDeadline(out.Start, deadline, hasDeadline, h.margin))
+	pctx, cancel := context.WithDeadline(WithLog(ctx, log), produceDeadline(out.Start, deadline, hasDeadline, h.margin))
 	out.MessageIDs, out.Errs = make([]string, 0, sizeHint), make([]error, 0, sizeHint)
 	return &batchRun{h: h, log: log, out: out, batch: h.producer.Start(pctx, sizeHint), cancel: cancel,
 		added: make([]int, 0, sizeHint), sizes: make([]int, 0, sizeHint)}
@@ -136,6 +136,7 @@ func (b *batchRun) record(r *Record, err error) {
 		b.groups = append(b.groups, group)
 	}
 	if err == nil && group != "" {
+		b.blockReported()
 		if first, ok := b.blocked[group]; ok {
 			err = groupBlocked(r.MessageID, group, first)
 		}
@@ -156,11 +157,32 @@ func (b *batchRun) record(r *Record, err error) {
 		return
 	}
 	b.out.Errs = append(b.out.Errs, err)
-	if group != "" && b.blocked[group] == "" {
-		if b.blocked == nil {
-			b.blocked = map[string]string{}
+	if group != "" {
+		b.block(group, r.MessageID)
+	}
+}
+
+// block stops the later records of a FIFO group from being produced,
+// naming the first that failed.
+func (b *batchRun) block(group, messageID string) {
+	if b.blocked[group] != "" {
+		return
+	}
+	if b.blocked == nil {
+		b.blocked = map[string]string{}
+	}
+	b.blocked[group] = messageID
+}
+
+// blockReported blocks the groups of the messages whose delivery failed
+// since the last look, so a group's later records are not produced once
+// an earlier one is known to have failed.
+func (b *batchRun) blockReported() {
+	for _, k := range b.batch.Failures() {
+		i := b.added[k]
+		if b.groups != nil && b.groups[i] != "" {
+			b.block(b.groups[i], b.out.MessageIDs[i])
 		}
-		b.blocked[group] = r.MessageID
 	}
 }
 

@@ -2,8 +2,23 @@ package relay
 
 import (
 	"context"
+	"log/slog"
 	"time"
 )
+
+type logKey struct{}
+
+// WithLog returns ctx carrying log, the batch's logger (with its request
+// id), for the producer's own lines about the batch.
+func WithLog(ctx context.Context, log *slog.Logger) context.Context {
+	return context.WithValue(ctx, logKey{}, log)
+}
+
+// LogFrom returns the logger WithLog put in ctx, or nil.
+func LogFrom(ctx context.Context) *slog.Logger {
+	log, _ := ctx.Value(logKey{}).(*slog.Logger)
+	return log
+}
 
 // Producer writes messages to Kafka. relay/kafka implements it on
 // librdkafka.
@@ -27,6 +42,10 @@ type Batch interface {
 	// with acks=all. cause concerns the whole batch (no broker reachable,
 	// authentication refused, a fatal producer error), or is nil.
 	Wait() (errs []error, cause error)
+	// Failures returns the indexes (in Add order) of the messages reported
+	// failed since the last call, without waiting: a FIFO group is blocked
+	// as soon as a failure in it is known.
+	Failures() []int
 	// Latencies are the produce latencies of the acknowledged messages,
 	// from Add to the acknowledgement; valid after Wait.
 	Latencies() []time.Duration

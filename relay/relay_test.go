@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -628,5 +629,107 @@ func TestLargeFIFOEventPipelined(t *testing.T) {
 			t.Errorf("group %s: %s after %s", r.Key, id, prev)
 		}
 		last[string(r.Key)] = id
+	}
+}
+
+// firstFailureFirst is a producer whose batches, asked for failures after
+// the first message was added, wait until librdkafka has reported one: the
+// report is then known before the next record of the group is handed over,
+// as it may be in any batch, but here every time.
+type firstFailureFirst struct{ relay.Producer }
+
+func (p firstFailureFirst) Start(ctx context.Context, n int) relay.Batch {
+	return &waitFirstFailure{Batch: p.Producer.Start(ctx, n), ctx: ctx}
+}
+
+type waitFirstFailure struct {
+	relay.Batch
+	ctx    context.Context
+	adds   int
+	waited bool
+}
+
+func (b *waitFirstFailure) Add(m *relay.Message) error {
+	err := b.Batch.Add(m)
+	if err == nil {
+		b.adds++
+	}
+	return err
+}
+
+func (b *waitFirstFailure) Failures() []int {
+	if b.adds != 1 || b.waited {
+		return b.Batch.Failures()
+	}
+	b.waited = true
+	for b.ctx.Err() == nil {
+		if f := b.Batch.Failures(); len(f) > 0 {
+			return f
+		}
+		runtime.Gosched()
+	}
+	return nil
+}
+
+// TestFIFOGroupBlockedOnceFailureKnown: a delivery failure already reported
+// when a later record of its group comes keeps that record from being
+// produced (it would land out of order, and again on the retry).
+func TestFIFOGroupBlockedOnceFailureKnown(t *testing.T) {
+	c := startBroker(t, 3, []string{"events"})
+	f := newRelay(t, map[string]string{
+		"RELAY_BROKERS":         c.Addrs(),
+		"RELAY_TOPIC_ATTRIBUTE": "route",
+		"RELAY_ALLOWED_TOPICS":  "ghost", // allowed, but does not exist
+	})
+	cfg, err := relay.ConfigFromEnv(func(k string) (string, bool) {
+		v, ok := map[string]string{"RELAY_AUTH": "none", "RELAY_TOPIC": "events", "RELAY_BROKERS": c.Addrs(),
+			"RELAY_TOPIC_ATTRIBUTE": "route", "RELAY_ALLOWED_TOPICS": "ghost"}[k]
+		return v, ok
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.h = relay.NewHandler(cfg, firstFailureFirst{f.p}, slog.New(slog.NewJSONHandler(f.logs, nil)))
+	ghost := fifoMsg("a1", "A", "to a missing topic")
+	ghost.MessageAttributes = map[string]events.SQSMessageAttribute{"route": {DataType: "String", StringValue: str("ghost")}}
+	ev := events.SQSEvent{Records: []events.SQSMessage{ghost, fifoMsg("a2", "A", "ok"), fifoMsg("b1", "B", "ok")}}
+	failed, _ := f.invoke(t, ev, 15*time.Second)
+	if want := map[string]bool{"a1": true, "a2": true}; fmt.Sprint(failed) != fmt.Sprint(want) {
+		t.Fatalf("failed %v, want %v", failed, want)
+	}
+	recs, err := c.Records("events", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := byMessageID(t, recs)
+	if _, ok := got["a2"]; ok {
+		t.Errorf("a2 was produced after a1's failure was known")
+	}
+	if _, ok := got["b1"]; !ok {
+		t.Errorf("b1 of another group is not in Kafka")
+	}
+}
+
+// TestShortTimeoutNamesBatchCause: with a function timeout shorter than the
+// brokers-down grace plus the margin, the deadline comes first; the batch
+// still fails with the cause named, not as "deadline".
+func TestShortTimeoutNamesBatchCause(t *testing.T) {
+	addr, err := broker.ClosedAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newRelay(t, map[string]string{"RELAY_BROKERS": addr}) // grace 3 s, margin 1 s
+	for _, timeout := range []time.Duration{2 * time.Second, time.Second} {
+		failed, _ := f.invoke(t, batch(10, func(int) string { return "x" }), timeout)
+		if len(failed) != 10 {
+			t.Fatalf("timeout %v: %d failed, want all 10", timeout, len(failed))
+		}
+	}
+	logs := f.logs.String()
+	if n := strings.Count(logs, `"msg":"batch failed: no broker reachable`); n != 2 {
+		t.Errorf("%d batch-level lines naming the cause, want 2; logs:\n%s", n, logs)
+	}
+	if strings.Contains(logs, `"reason":"deadline"`) {
+		t.Errorf("records failed as deadline, hiding the cause")
 	}
 }

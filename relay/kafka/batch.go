@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -35,6 +36,7 @@ const slotChunk = 1024
 type run struct {
 	s       *session
 	ctx     context.Context
+	log     *slog.Logger // the batch's, with its request id
 	release func()
 	dr      chan kafka.Event
 	wake    chan struct{}
@@ -51,6 +53,8 @@ type run struct {
 	sendClock time.Duration
 	sendUses  int
 	pending   int
+	failed    []int // indexes of the messages reported failed, in report order
+	failedOut int   // how many of failed Failures has returned
 	stopped   error // once set, Add refuses with it
 	done      bool
 }
@@ -61,7 +65,7 @@ var _ relay.Batch = (*run)(nil)
 var errPending = &relay.ProduceError{Reason: relay.ReasonNotProduced, Err: errors.New("no delivery report from librdkafka")}
 
 func (s *session) start(ctx context.Context, sizeHint int, release func()) *run {
-	r := &run{s: s, ctx: ctx, release: release, dr: make(chan kafka.Event, sizeHint), wake: make(chan struct{}, 1),
+	r := &run{s: s, ctx: ctx, log: relay.LogFrom(ctx), release: release, dr: make(chan kafka.Event, sizeHint), wake: make(chan struct{}, 1),
 		state: make([]uint8, 0, sizeHint), errs: make([]error, 0, sizeHint), sentAt: make([]int64, 0, sizeHint), t0: time.Now()}
 	r.km.TopicPartition.Partition = kafka.PartitionAny
 	s.register(r)
@@ -235,6 +239,11 @@ func (r *run) wait() error {
 				return r.abort(&relay.ProduceError{Reason: t.reason, Err: t.err})
 			}
 		case <-r.ctx.Done():
+			// A deadline shorter than the grace must not hide a
+			// batch-level cause seen since the last acknowledgement.
+			if t := r.s.currentTrouble(); t != nil {
+				return r.abort(&relay.ProduceError{Reason: t.reason, Err: t.err})
+			}
 			return r.abort(errDeadline)
 		}
 	}
@@ -259,11 +268,22 @@ func (r *run) report(ev kafka.Event, now time.Duration) {
 	r.pending--
 	if err := m.TopicPartition.Error; err != nil {
 		r.errs[i] = produceError(err)
+		r.failed = append(r.failed, int(i))
 		return
 	}
 	r.errs[i] = nil
 	r.lat = append(r.lat, now-time.Duration(r.sentAt[i]))
 	r.s.acknowledged()
+}
+
+// Failures implements relay.Batch.
+func (r *run) Failures() []int {
+	if !r.done {
+		r.drain()
+	}
+	f := r.failed[r.failedOut:]
+	r.failedOut = len(r.failed)
+	return f
 }
 
 // Latencies implements relay.Batch.
@@ -323,3 +343,4 @@ type failedBatch struct{ err error }
 func (f failedBatch) Add(*relay.Message) error   { return f.err }
 func (f failedBatch) Wait() ([]error, error)     { return nil, f.err }
 func (f failedBatch) Latencies() []time.Duration { return nil }
+func (f failedBatch) Failures() []int            { return nil }

@@ -28,6 +28,8 @@ type Producer struct {
 	log    *slog.Logger
 	tokens TokenSource
 	ident  identity
+	// bootstrap is how many bootstrap brokers are configured, for logs.
+	bootstrap int
 
 	mu     sync.Mutex
 	cur    *session
@@ -58,7 +60,7 @@ type identity struct{ mechanism, principal string }
 // connects in the background, so the Lambda init phase is not spent on
 // the network. An error means librdkafka rejected the configuration.
 func New(c relay.Config, log *slog.Logger, opts ...Option) (*Producer, error) {
-	p := &Producer{conf: ConfigMap(c), grace: c.BrokersDownGrace, log: log}
+	p := &Producer{conf: ConfigMap(c), grace: c.BrokersDownGrace, log: log, bootstrap: len(c.Brokers)}
 	for _, o := range opts {
 		o(p)
 	}
@@ -90,7 +92,10 @@ func (p *Producer) Start(ctx context.Context, sizeHint int) relay.Batch {
 	if err != nil {
 		return failedBatch{&relay.ProduceError{Reason: relay.ReasonFatal, Err: err}}
 	}
-	s.ensureToken(ctx)
+	if err := s.ensureToken(ctx); err != nil {
+		p.release(s)
+		return failedBatch{err}
+	}
 	return s.start(ctx, sizeHint, func() { p.release(s) })
 }
 
@@ -166,13 +171,15 @@ func (p *Producer) newSession() (*session, error) {
 		return nil, fmt.Errorf("create Kafka producer: %w", err)
 	}
 	s := &session{
-		kp:      kp,
-		grace:   p.grace,
-		log:     p.log,
-		tokens:  p.tokens,
-		ident:   p.ident,
-		batches: map[*run]struct{}{},
-		done:    make(chan struct{}),
+		kp:        kp,
+		grace:     p.grace,
+		log:       p.log,
+		tokens:    p.tokens,
+		ident:     p.ident,
+		batches:   map[*run]struct{}{},
+		done:      make(chan struct{}),
+		tokenMu:   make(chan struct{}, 1),
+		bootstrap: p.bootstrap,
 	}
 	go s.serveEvents()
 	go s.serveLogs()
@@ -188,7 +195,9 @@ func (p *Producer) Metadata(ctx context.Context, topic string) (*kafka.Metadata,
 		return nil, err
 	}
 	defer p.release(s)
-	s.ensureToken(ctx)
+	if err := s.ensureToken(ctx); err != nil {
+		return nil, err
+	}
 	timeout := 10 * time.Second
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)

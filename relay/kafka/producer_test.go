@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -168,9 +171,9 @@ func TestStaleTokenRefreshedBeforeBatch(t *testing.T) {
 		}
 	}
 	s := p.cur
-	s.tokenMu.Lock()
+	s.lockToken(context.Background())
 	s.tokenExpiry = time.Now().Add(-time.Second)
-	s.tokenMu.Unlock()
+	s.unlockToken()
 	before := tokens.n.Load()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -184,9 +187,9 @@ func TestStaleTokenRefreshedBeforeBatch(t *testing.T) {
 	if errs, cause := b.Wait(); cause != nil || errs[0] != nil {
 		t.Fatalf("batch after the refresh: %v %v", errs, cause)
 	}
-	s.tokenMu.Lock()
+	s.lockToken(context.Background())
 	fresh := time.Until(s.tokenExpiry) > 10*time.Minute
-	s.tokenMu.Unlock()
+	s.unlockToken()
 	if !fresh {
 		t.Errorf("the token librdkafka holds is not fresh after Start")
 	}
@@ -247,6 +250,84 @@ func TestLatencies(t *testing.T) {
 	for i, l := range lat {
 		if l <= 0 || l > wall {
 			t.Fatalf("latency %d is %v; the batch took %v", i, l, wall)
+		}
+	}
+}
+
+// TestTokenWaitEndsAtDeadline: with a role to assume and an STS endpoint
+// that accepts connections and never answers (a VPC without a NAT or an
+// sts endpoint), a batch ends at its produce deadline, every message
+// failed, with a cause that names the token and where it hangs.
+func TestTokenWaitEndsAtDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var held []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c) // read nothing, answer nothing
+		}
+	}()
+	t.Setenv("AWS_ENDPOINT_URL_STS", "http://"+ln.Addr().String())
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
+	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
+	pki, err := broker.NewPKI(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &broker.IAM{Region: "eu-west-1", Keys: map[string]string{"AKIDTEST": "test-secret"}}
+	c, err := broker.Start(1, []string{"events"}, append(v.Opts(), kfake.TLS(pki.ServerTLS(false)))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	v.Install(c.Cluster)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tokens, err := mskiam.New(ctx, "eu-west-1", "arn:aws:iam::123456789012:role/relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(c.Addrs())
+	cfg.Auth, cfg.AWSRegion, cfg.TLSCAFile = relay.AuthIAM, "eu-west-1", pki.CAFile
+	p, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), WithTokenSource(tokens))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	// Twice: the first batch waits behind librdkafka's own refresh, the
+	// second signs itself.
+	for round := range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		deadline, _ := ctx.Deadline()
+		b := p.Start(ctx, 3)
+		added := 0
+		for i := range 3 {
+			if b.Add(&relay.Message{Topic: "events", Value: []byte(fmt.Sprint(i))}) == nil {
+				added++
+			}
+		}
+		errs, cause := b.Wait()
+		cancel()
+		if late := time.Since(deadline); late > 300*time.Millisecond {
+			t.Errorf("round %d: answered %v after the produce deadline", round, late)
+		}
+		for _, err := range errs {
+			if err == nil {
+				t.Errorf("round %d: a message reported acknowledged without a token", round)
+			}
+		}
+		if cause == nil || relay.ReasonOf(cause) != relay.ReasonAuthFailed || !strings.Contains(cause.Error(), "sts interface endpoint") ||
+			!strings.Contains(cause.Error(), "arn:aws:iam::123456789012:role/relay") {
+			t.Errorf("round %d: cause %v (%d added), want an auth failure naming the role and STS", round, cause, added)
 		}
 	}
 }

@@ -26,9 +26,11 @@ type session struct {
 	ident  identity
 	done   chan struct{} // closed when serveEvents returns
 
-	tokenMu     sync.Mutex // one refresh at a time
-	tokenExpiry time.Time  // of the token librdkafka holds; guarded by tokenMu
-	tokenSetAt  time.Time  // guarded by tokenMu
+	// tokenMu allows one refresh at a time. It is a channel, not a mutex,
+	// so that a batch waiting for a refresh stops at its deadline.
+	tokenMu     chan struct{}
+	tokenExpiry time.Time // of the token librdkafka holds; guarded by tokenMu
+	tokenSetAt  time.Time // guarded by tokenMu
 
 	// refs and retired are guarded by the Producer's mutex.
 	refs    int
@@ -42,6 +44,12 @@ type session struct {
 	mu      sync.Mutex
 	batches map[*run]struct{}
 	lastErr string // the last client error, to say why every broker is down
+	// down is set from librdkafka's first "all brokers down" until a
+	// message is acknowledged: the state is logged when it changes, not
+	// at every failed reconnect.
+	down      bool
+	downSince time.Time
+	bootstrap int // bootstrap brokers configured
 }
 
 // trouble is a batch-level cause: every broker down, or authentication
@@ -64,7 +72,24 @@ func (s *session) currentTrouble() *trouble { return s.trouble.Load() }
 func (s *session) acknowledged() {
 	if s.trouble.Load() != nil {
 		s.trouble.Store(nil)
+		s.mu.Lock()
+		if s.down {
+			s.down = false
+			s.logLocked().Info("Kafka brokers reachable again", "downForMs", time.Since(s.downSince).Milliseconds())
+		}
+		s.mu.Unlock()
 	}
+}
+
+// logLocked is the log of a running batch, which carries its request id,
+// or the session's own between batches. s.mu is held.
+func (s *session) logLocked() *slog.Logger {
+	for b := range s.batches {
+		if b.log != nil {
+			return b.log
+		}
+	}
+	return s.log
 }
 
 func (s *session) register(b *run) {
@@ -132,17 +157,32 @@ func (s *session) onError(e kafka.Error) {
 		// A failed authentication or TLS handshake also leaves every broker
 		// down: keep the more precise cause.
 		if t := s.trouble.Load(); t == nil || t.reason == relay.ReasonBrokersDown {
-			err := fmt.Errorf("no broker reachable: %w", e)
+			// librdkafka's own text counts brokers oddly ("0/1 brokers are
+			// down"): keep its code, say what is meant.
+			down := kafka.NewError(e.Code(), "every broker is unreachable", false)
+			err := fmt.Errorf("no broker reachable: %w", down)
 			if s.lastErr != "" {
-				err = fmt.Errorf("no broker reachable (last error: %s%s): %w", s.lastErr, hintSuffix(s.lastErr), e)
+				err = fmt.Errorf("no broker reachable (last error: %s%s): %w", s.lastErr, hintSuffix(s.lastErr), down)
 			}
 			s.trouble.Store(&trouble{reason: relay.ReasonBrokersDown, err: err})
 		}
-		s.log.Warn("all Kafka brokers are down", "error", e.Error())
+		if !s.down {
+			// Once per outage, not at every failed reconnect.
+			s.down, s.downSince = true, time.Now()
+			attrs := []any{"bootstrapBrokers", s.bootstrap}
+			if s.lastErr != "" {
+				attrs = append(attrs, "lastError", s.lastErr+hintSuffix(s.lastErr))
+			}
+			s.logLocked().Warn("every Kafka broker is unreachable", attrs...)
+		}
 		s.wakeLocked()
 	default:
 		s.lastErr = e.Error()
-		s.log.Warn("Kafka client error", "code", e.Code().String(), "error", e.Error())
+		level := slog.LevelWarn
+		if s.down {
+			level = slog.LevelDebug // the outage is logged once, above
+		}
+		s.logLocked().Log(context.Background(), level, "Kafka client error", "code", e.Code().String(), "error", e.Error())
 	}
 }
 
@@ -182,48 +222,87 @@ func (s *session) serveLogs() {
 const tokenRefreshAhead = time.Minute
 
 // ensureToken refreshes the OAUTHBEARER token before a batch if the one
-// librdkafka holds is expired or about to be.
-func (s *session) ensureToken(ctx context.Context) {
+// librdkafka holds is expired or about to be. It waits at most until ctx's
+// deadline (the batch's produce deadline), for a refresh already running
+// too, and then says why no token came.
+func (s *session) ensureToken(ctx context.Context) error {
 	if s.tokens == nil {
-		return
+		return nil
 	}
-	s.tokenMu.Lock()
+	if !s.lockToken(ctx) {
+		return s.noToken(ctx, errors.New("a token refresh started earlier is still signing"))
+	}
 	ahead := min(tokenRefreshAhead, s.tokenExpiry.Sub(s.tokenSetAt)/10)
 	stale := time.Until(s.tokenExpiry) < ahead
-	s.tokenMu.Unlock()
-	if stale {
-		s.refreshToken(ctx)
+	s.unlockToken()
+	if !stale {
+		return nil
+	}
+	if err := s.refreshToken(ctx); err != nil {
+		return s.noToken(ctx, err)
+	}
+	return nil
+}
+
+// noToken is the batch-level cause when no token could be had for a batch.
+func (s *session) noToken(ctx context.Context, err error) error {
+	why := "cannot make an MSK IAM token"
+	if ctx.Err() != nil {
+		why = "no MSK IAM token by the produce deadline"
+	}
+	return &relay.ProduceError{Reason: relay.ReasonAuthFailed, Err: fmt.Errorf("%s (principal %s): %w; hint: %s", why, s.ident.principal, err, tokenHint)}
+}
+
+// tokenHint says where a token that does not come usually hangs.
+const tokenHint = "signing waits on the AWS credentials: with RELAY_IAM_ROLE_ARN they come from STS, which a function in a VPC reaches only through a NAT gateway or an sts interface endpoint"
+
+func (s *session) lockToken(ctx context.Context) bool {
+	select {
+	case s.tokenMu <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
+func (s *session) unlockToken() { <-s.tokenMu }
+
+// refreshTimeout bounds a refresh librdkafka asked for; it retries 10 s
+// after a failure.
+const refreshTimeout = 10 * time.Second
+
 // refreshToken signs a new token and hands it to librdkafka, or tells
-// librdkafka why it cannot (it retries in 10 s).
-func (s *session) refreshToken(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+// librdkafka why it cannot. It gives up at ctx's deadline or after
+// refreshTimeout, whichever comes first.
+func (s *session) refreshToken(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, refreshTimeout)
 	defer cancel()
-	s.tokenMu.Lock()
-	defer s.tokenMu.Unlock()
+	if !s.lockToken(ctx) {
+		return fmt.Errorf("waiting for a token refresh started earlier: %w", ctx.Err())
+	}
+	defer s.unlockToken()
 	if time.Since(s.tokenSetAt) < s.tokenExpiry.Sub(s.tokenSetAt)/10 {
-		return // a concurrent refresh just did it
+		return nil // a concurrent refresh just did it
 	}
 	tok, exp, err := s.tokens.Token(ctx)
 	if err != nil {
 		reason := fmt.Sprintf("cannot make an MSK IAM token: %v", err)
 		_ = s.kp.SetOAuthBearerTokenFailure(reason)
 		s.mu.Lock()
-		s.authFailed(err)
+		s.authFailed(fmt.Errorf("%w; hint: %s", err, tokenHint))
 		s.wakeLocked()
 		s.mu.Unlock()
 		s.log.Error("cannot make an MSK IAM token", "principal", s.ident.principal, "error", err.Error())
-		return
+		return err
 	}
 	if err := s.kp.SetOAuthBearerToken(kafka.OAuthBearerToken{TokenValue: tok, Expiration: exp, Principal: s.ident.principal}); err != nil {
 		s.log.Error("librdkafka refused the MSK IAM token", "principal", s.ident.principal, "error", err.Error())
-		return
+		return fmt.Errorf("librdkafka refused the token: %w", err)
 	}
 	s.tokenExpiry = exp
 	s.tokenSetAt = time.Now()
 	s.log.Debug("MSK IAM token refreshed", "principal", s.ident.principal, "expires", exp)
+	return nil
 }
 
 // close purges whatever is left, so no report is waited for, and destroys
