@@ -10,15 +10,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/sqs-msk-relay/relay/relay"
+	"github.com/sqs-msk-relay/relay/relay/auth"
 	"github.com/sqs-msk-relay/relay/relay/doctor"
 	"github.com/sqs-msk-relay/relay/relay/kafka"
-	"github.com/sqs-msk-relay/relay/relay/mskiam"
 	"github.com/sqs-msk-relay/relay/relay/runtimeapi"
-	"github.com/sqs-msk-relay/relay/relay/scramsecret"
 )
 
 // version is stamped by the build (-ldflags "-X main.version=...").
@@ -32,6 +29,9 @@ func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level})).With("version", version)
 
 	cfg, err := relay.ConfigFromEnv(os.LookupEnv)
+	if err == nil {
+		err = kafka.CheckProperties(cfg.KafkaProperties)
+	}
 	if err != nil {
 		initFailed(log, "Runtime.ConfigError", err)
 	}
@@ -39,27 +39,11 @@ func main() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), initBudget)
 	defer cancel()
-	var opts []kafka.Option
-	var tokens *mskiam.Provider
-	switch {
-	case cfg.Auth == relay.AuthIAM:
-		if tokens, err = mskiam.New(ctx, cfg.AWSRegion, cfg.IAMRoleARN); err != nil {
-			initFailed(log, "Runtime.AuthError", err)
-		}
-		tokens.MaxLifetime = cfg.IAMTokenLifetime
-		opts = append(opts, kafka.WithTokenSource(tokens))
-	case cfg.Auth == relay.AuthSCRAM && cfg.SCRAMSecretARN != "":
-		awsCfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(cfg.AWSRegion))
-		if err != nil {
-			initFailed(log, "Runtime.AuthError", err)
-		}
-		cfg.SCRAMUsername, cfg.SCRAMPassword, err = scramsecret.Fetch(ctx, secretsmanager.NewFromConfig(awsCfg), cfg.SCRAMSecretARN)
-		if err != nil {
-			initFailed(log, "Runtime.AuthError", err)
-		}
+	a, err := auth.Setup(ctx, cfg)
+	if err != nil {
+		initFailed(log, "Runtime.AuthError", err)
 	}
-
-	p, err := kafka.New(cfg, log, opts...)
+	p, err := kafka.New(a.Config, log, a.Options()...)
 	if err != nil {
 		initFailed(log, "Runtime.ProducerError", err)
 	}
@@ -67,11 +51,7 @@ func main() {
 	h := relay.NewHandler(cfg, p, log)
 	h.Metrics = &relay.Metrics{W: os.Stdout, FunctionName: cfg.ClientID}
 	h.Diagnose = func(ctx context.Context) any {
-		dopts := doctor.Options{}
-		if tokens != nil {
-			dopts.Tokens = tokens
-		}
-		return doctor.Run(ctx, cfg, dopts)
+		return doctor.Run(ctx, a.Config, doctor.Options{Tokens: a.TokenSource()})
 	}
 	lambda.Start(h)
 }

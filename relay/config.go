@@ -70,7 +70,8 @@ type Config struct {
 	BrokersDownGrace time.Duration
 
 	// KafkaProperties are extra librdkafka properties, applied over the
-	// relay's own. RELAY_KAFKA_PROPERTIES, "key=value,key=value".
+	// relay's own; kafka.CheckProperties says which are allowed.
+	// RELAY_KAFKA_PROPERTIES, "key=value,key=value".
 	KafkaProperties map[string]string
 	// ClientID is the Kafka client.id: the function's name.
 	// AWS_LAMBDA_FUNCTION_NAME, default "sqs-msk-relay".
@@ -99,18 +100,6 @@ const (
 	// maxMessageBytes is librdkafka's ceiling for message.max.bytes.
 	maxMessageBytes = 1000000000
 )
-
-// protectedProperties may not be set through RELAY_KAFKA_PROPERTIES: they
-// carry the relay's guarantees or have a RELAY_* variable of their own.
-var protectedProperties = map[string]string{
-	"bootstrap.servers":     "RELAY_BROKERS",
-	"metadata.broker.list":  "RELAY_BROKERS",
-	"enable.idempotence":    "the relay's delivery guarantee (always true)",
-	"acks":                  "the relay's delivery guarantee (always all)",
-	"request.required.acks": "the relay's delivery guarantee (always all)",
-	"transactional.id":      "the relay's delivery guarantee (not transactional)",
-	"security.protocol":     "RELAY_AUTH",
-}
 
 var (
 	topicName    = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
@@ -296,7 +285,8 @@ func splitList(v string) []string {
 }
 
 // parseProperties reads "key=value,key=value". Errors name the key or the
-// position, never the value.
+// position, never the value. Which properties may be set is relay/kafka's
+// to say (kafka.CheckProperties), beside the producer's own settings.
 func parseProperties(v string) (map[string]string, error) {
 	props := map[string]string{}
 	for i, entry := range strings.Split(v, ",") {
@@ -311,15 +301,6 @@ func parseProperties(v string) (map[string]string, error) {
 		}
 		if !propertyName.MatchString(key) {
 			return nil, fmt.Errorf("entry %d: %s is not a librdkafka property name", i+1, quote(key))
-		}
-		if why, ok := protectedProperties[key]; ok {
-			return nil, fmt.Errorf("%s cannot be set here: it is %s", key, why)
-		}
-		if strings.HasPrefix(key, "sasl.") || strings.HasPrefix(key, "ssl.") {
-			return nil, fmt.Errorf("%s cannot be set here: authentication is configured by RELAY_AUTH", key)
-		}
-		if strings.HasPrefix(key, "go.") {
-			return nil, fmt.Errorf("%s cannot be set here: the relay's delivery tracking depends on the Go client's settings", key)
 		}
 		if _, dup := props[key]; dup {
 			return nil, fmt.Errorf("%s is set twice", key)

@@ -111,11 +111,6 @@ func TestConfigErrors(t *testing.T) {
 		{map[string]string{"RELAY_BROKERS_DOWN_GRACE": "-1s"}, `RELAY_BROKERS_DOWN_GRACE="-1s": must be positive`},
 		{map[string]string{"RELAY_KAFKA_PROPERTIES": "linger.ms"}, "RELAY_KAFKA_PROPERTIES: entry 1 is not key=value"},
 		{map[string]string{"RELAY_KAFKA_PROPERTIES": "Linger=5"}, `RELAY_KAFKA_PROPERTIES: entry 1: "Linger" is not a librdkafka property name`},
-		{map[string]string{"RELAY_KAFKA_PROPERTIES": "acks=1"}, "RELAY_KAFKA_PROPERTIES: acks cannot be set here"},
-		{map[string]string{"RELAY_KAFKA_PROPERTIES": "enable.idempotence=false"}, "enable.idempotence cannot be set here"},
-		{map[string]string{"RELAY_KAFKA_PROPERTIES": "bootstrap.servers=x:1"}, "bootstrap.servers cannot be set here: it is RELAY_BROKERS"},
-		{map[string]string{"RELAY_KAFKA_PROPERTIES": "sasl.password=hunter2"}, "sasl.password cannot be set here"},
-		{map[string]string{"RELAY_KAFKA_PROPERTIES": "go.events.channel.size=1"}, "go.events.channel.size cannot be set here"},
 		{map[string]string{"RELAY_KAFKA_PROPERTIES": "linger.ms=1,linger.ms=2"}, "linger.ms is set twice"},
 		{map[string]string{"RELAY_LOG_LEVEL": "loud"}, `RELAY_LOG_LEVEL="loud": not one of debug, info, warn, error`},
 	} {

@@ -27,8 +27,7 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/sqs-msk-relay/relay/relay"
-	"github.com/sqs-msk-relay/relay/relay/kafka"
-	"github.com/sqs-msk-relay/relay/relay/mskiam"
+	"github.com/sqs-msk-relay/relay/relay/auth"
 	"github.com/sqs-msk-relay/relay/relay/sqs"
 )
 
@@ -126,20 +125,12 @@ func replay(ctx context.Context, c *awssqs.Client, dlq, source string, ids []str
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	var opts []kafka.Option
-	if cfg.Auth == relay.AuthIAM {
-		tokens, err := mskiam.New(ctx, cfg.AWSRegion, cfg.IAMRoleARN)
-		if err != nil {
-			return err
-		}
-		opts = append(opts, kafka.WithTokenSource(tokens))
-	}
-	p, err := kafka.New(cfg, log, opts...)
+	p, a, err := auth.NewProducer(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	res, err := sqs.Replay(ctx, c, dlq, source, region, ids, relay.NewHandler(cfg, p, log))
+	res, err := sqs.Replay(ctx, c, dlq, source, region, ids, relay.NewHandler(a.Config, p, log))
 	if err != nil {
 		return err
 	}

@@ -15,8 +15,9 @@ import (
 	"time"
 
 	"github.com/sqs-msk-relay/relay/relay"
+	"github.com/sqs-msk-relay/relay/relay/auth"
 	"github.com/sqs-msk-relay/relay/relay/doctor"
-	"github.com/sqs-msk-relay/relay/relay/mskiam"
+	"github.com/sqs-msk-relay/relay/relay/kafka"
 )
 
 func main() {
@@ -32,16 +33,17 @@ func main() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	opts := doctor.Options{ProduceTopic: *produce, StepTimeout: *timeout}
-	if cfg.Auth == relay.AuthIAM {
-		tokens, err := mskiam.New(ctx, cfg.AWSRegion, cfg.IAMRoleARN)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "relay-doctor: IAM credentials:", err)
-			os.Exit(1)
-		}
-		opts.Tokens = tokens
+	if err := kafka.CheckProperties(cfg.KafkaProperties); err != nil {
+		fmt.Fprintln(os.Stderr, "relay-doctor:", err)
+		os.Exit(2)
 	}
-	rep := doctor.Run(ctx, cfg, opts)
+	a, err := auth.Setup(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "relay-doctor: credentials:", err)
+		os.Exit(1)
+	}
+	opts := doctor.Options{ProduceTopic: *produce, StepTimeout: *timeout, Tokens: a.TokenSource()}
+	rep := doctor.Run(ctx, a.Config, opts)
 	if *asJSON {
 		json.NewEncoder(os.Stdout).Encode(rep)
 	} else {

@@ -4,6 +4,10 @@
 package kafka
 
 import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -37,6 +41,91 @@ const (
 	minMessageMaxBytes = 1000000
 	maxMessageMaxBytes = 1000000000
 )
+
+// tunable are the librdkafka properties RELAY_KAFKA_PROPERTIES may set,
+// each with why it is safe: none of them changes what is acknowledged,
+// how it is authenticated or where a key lands. Every other property is
+// refused at init, naming it (see CheckProperties).
+var tunable = map[string]string{
+	// Batching and compression: how messages are grouped on the wire.
+	"linger.ms":                    "batching delay",
+	"queue.buffering.max.ms":       "batching delay (alias of linger.ms)",
+	"batch.num.messages":           "messages per batch",
+	"batch.size":                   "bytes per batch",
+	"queue.buffering.max.messages": "the local queue's size; a full queue waits, it loses nothing",
+	"queue.buffering.max.kbytes":   "the local queue's size; a full queue waits, it loses nothing",
+	"compression.type":             "compression",
+	"compression.codec":            "compression (alias of compression.type)",
+	"compression.level":            "compression",
+	// Sockets and connections.
+	"socket.keepalive.enable":            "TCP keepalive",
+	"socket.nagle.disable":               "Nagle's algorithm",
+	"socket.send.buffer.bytes":           "socket buffer",
+	"socket.receive.buffer.bytes":        "socket buffer",
+	"socket.timeout.ms":                  "network request timeout; the relay's deadline still bounds the batch",
+	"socket.connection.setup.timeout.ms": "TCP+TLS+SASL setup timeout",
+	"connections.max.idle.ms":            "idle connection close",
+	"broker.address.family":              "IPv4 or IPv6",
+	"request.timeout.ms":                 "produce request timeout; the relay's deadline still bounds the batch",
+	// Reconnects and backoff.
+	"reconnect.backoff.ms":     "reconnect backoff",
+	"reconnect.backoff.max.ms": "reconnect backoff",
+	"retry.backoff.ms":         "retry backoff",
+	"retry.backoff.max.ms":     "retry backoff",
+	// Metadata.
+	"topic.metadata.refresh.interval.ms": "metadata refresh",
+	"metadata.max.age.ms":                "metadata refresh",
+	"topic.metadata.propagation.max.ms":  "how long a missing topic is waited for",
+	// Diagnosis.
+	"debug":                "librdkafka's debug contexts, logged as JSON",
+	"log.connection.close": "logging of closed connections",
+}
+
+// refused explains the properties most likely to be tried, with what
+// each would break; any other property off the tunable list is refused
+// too, with a general reason.
+var refused = map[string]string{
+	"bootstrap.servers":                     "RELAY_BROKERS sets it",
+	"metadata.broker.list":                  "RELAY_BROKERS sets it",
+	"security.protocol":                     "RELAY_AUTH sets it",
+	"enable.idempotence":                    "the relay's delivery guarantee (always true)",
+	"acks":                                  "the relay's delivery guarantee (always all)",
+	"request.required.acks":                 "the relay's delivery guarantee (always all)",
+	"transactional.id":                      "the relay's delivery guarantee (not transactional)",
+	"delivery.report.only.error":            "every record would be reported failed: the relay counts a record done only on its success report",
+	"enable.ssl.certificate.verification":   "TLS always verifies the broker's certificate",
+	"ssl.endpoint.identification.algorithm": "TLS always verifies the broker's host name",
+	"enable.sasl.oauthbearer.unsecure.jwt":  "IAM tokens come from the relay's signer only",
+	"partitioner":                           "keys land where Java clients put them (murmur2_random)",
+	"message.timeout.ms":                    "librdkafka must never give up before the function's deadline; the relay purges at its own",
+	"delivery.timeout.ms":                   "librdkafka must never give up before the function's deadline; the relay purges at its own",
+	"message.max.bytes":                     "RELAY_MAX_MESSAGE_BYTES sets it",
+	"client.id":                             "the function's name sets it",
+}
+
+// CheckProperties refuses every RELAY_KAFKA_PROPERTIES entry that is not a
+// tuning property the relay allows; errors name the property, never its
+// value.
+func CheckProperties(props map[string]string) error {
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(props)) {
+		if _, ok := tunable[k]; ok {
+			continue
+		}
+		why, ok := refused[k]
+		switch {
+		case ok:
+		case strings.HasPrefix(k, "sasl.") || strings.HasPrefix(k, "ssl."):
+			why = "authentication is configured by RELAY_AUTH and its variables"
+		case strings.HasPrefix(k, "go."):
+			why = "the relay's delivery tracking depends on the Go client's settings"
+		default:
+			why = "only tuning properties may be set (batching, compression, sockets, reconnects and backoff, metadata, debug; see the README)"
+		}
+		errs = append(errs, fmt.Errorf("RELAY_KAFKA_PROPERTIES: %s cannot be set: %s", k, why))
+	}
+	return errors.Join(errs...)
+}
 
 // ConfigMap is the librdkafka configuration for c: the relay's settings,
 // then c.KafkaProperties over them.

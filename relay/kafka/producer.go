@@ -58,8 +58,12 @@ type identity struct{ mechanism, principal string }
 
 // New creates the producer. It does not wait for a broker: librdkafka
 // connects in the background, so the Lambda init phase is not spent on
-// the network. An error means librdkafka rejected the configuration.
+// the network. An error means a property of RELAY_KAFKA_PROPERTIES is not
+// allowed, or librdkafka rejected the configuration.
 func New(c relay.Config, log *slog.Logger, opts ...Option) (*Producer, error) {
+	if err := CheckProperties(c.KafkaProperties); err != nil {
+		return nil, err
+	}
 	p := &Producer{conf: ConfigMap(c), grace: c.BrokersDownGrace, log: log, bootstrap: len(c.Brokers)}
 	for _, o := range opts {
 		o(p)

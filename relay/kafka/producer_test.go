@@ -331,3 +331,40 @@ func TestTokenWaitEndsAtDeadline(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckProperties: only tuning properties pass; each refusal names the
+// property and why, never the value.
+func TestCheckProperties(t *testing.T) {
+	if err := CheckProperties(map[string]string{"linger.ms": "5", "compression.type": "lz4", "debug": "broker", "socket.keepalive.enable": "false"}); err != nil {
+		t.Errorf("tuning properties refused: %v", err)
+	}
+	for prop, want := range map[string]string{
+		"delivery.report.only.error":           "reported failed",
+		"enable.ssl.certificate.verification":  "always verifies",
+		"enable.sasl.oauthbearer.unsecure.jwt": "signer only",
+		"partitioner":                          "Java clients",
+		"message.timeout.ms":                   "function's deadline",
+		"delivery.timeout.ms":                  "function's deadline",
+		"acks":                                 "always all",
+		"enable.idempotence":                   "always true",
+		"bootstrap.servers":                    "RELAY_BROKERS",
+		"sasl.password":                        "RELAY_AUTH",
+		"ssl.key.location":                     "RELAY_AUTH",
+		"go.events.channel.size":               "delivery tracking",
+		"max.in.flight":                        "only tuning properties",
+		"statistics.interval.ms":               "only tuning properties",
+	} {
+		err := CheckProperties(map[string]string{prop: "secret-value"})
+		if err == nil || !strings.Contains(err.Error(), prop+" cannot be set: ") || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err %v, want it refused with %q", prop, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret-value") {
+			t.Errorf("%s: the error shows the value", prop)
+		}
+		c := testConfig("127.0.0.1:9092")
+		c.KafkaProperties = map[string]string{prop: "1"}
+		if _, err := New(c, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil {
+			t.Errorf("New accepted %s", prop)
+		}
+	}
+}
