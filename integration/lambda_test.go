@@ -232,15 +232,30 @@ func TestBinaryUnreadableEventIsFunctionError(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	api, _, _ := startFunction(t, "RELAY_BROKERS="+c.Addrs(), "RELAY_TOPIC=events", "RELAY_AUTH=none")
+	api, logs, _ := startFunction(t, "RELAY_BROKERS="+c.Addrs(), "RELAY_TOPIC=events", "RELAY_AUTH=none")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := api.Invoke(ctx, []byte(`{"Records":[{"body":"no id"}]}`), 5*time.Second)
+	// A good record, then one that cannot be reported on its own.
+	res, err := api.Invoke(ctx, []byte(`{"Records":[{"messageId":"good","body":"x","eventSourceARN":"arn:aws:sqs:eu-west-1:123456789012:events"},{"body":"no id"}]}`), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Error || !strings.Contains(string(res.Payload), "has no messageId") {
-		t.Errorf("result %+v, want a function error naming the missing messageId", res)
+	if !res.Error || !strings.Contains(string(res.Payload), "has no messageId") || !strings.Contains(string(res.Payload), `"errorType":"InvalidSQSEvent"`) {
+		t.Errorf("result %+v, want a function error of type InvalidSQSEvent naming the missing messageId", res)
+	}
+	// The summary and the metrics count what reached Kafka before the flaw.
+	waitFor(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), `"_aws"`) })
+	out := logs.String()
+	if !strings.Contains(out, `"msg":"batch relayed"`) || !strings.Contains(out, `"records":1,"succeeded":1,`) || !strings.Contains(out, `"producedBeforeTheFlaw":1`) {
+		t.Errorf("no summary counting the produced record:\n%s", out)
+	}
+	if !strings.Contains(out, `"Records":1,"Succeeded":1,`) {
+		t.Errorf("no EMF document counting the produced record")
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("a line the function wrote is not JSON: %s", line)
+		}
 	}
 }
 

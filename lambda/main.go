@@ -4,7 +4,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	stdlog "log"
 	"log/slog"
 	"os"
 	"time"
@@ -27,6 +29,10 @@ const initBudget = 5 * time.Second
 func main() {
 	level := new(slog.LevelVar)
 	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level})).With("version", version)
+	// aws-lambda-go prints each handler error through the standard log
+	// package: make those lines JSON too.
+	stdlog.SetFlags(0)
+	stdlog.SetOutput(jsonLines{log})
 
 	cfg, err := relay.ConfigFromEnv(os.LookupEnv)
 	if err == nil {
@@ -62,4 +68,15 @@ func initFailed(log *slog.Logger, errorType string, err error) {
 		log.Error("cannot report the init error to Lambda", "error", rerr.Error())
 	}
 	os.Exit(1)
+}
+
+// jsonLines writes each line given to the standard log package as a JSON
+// line of log, at error level: aws-lambda-go uses it for handler errors.
+type jsonLines struct{ log *slog.Logger }
+
+func (j jsonLines) Write(p []byte) (int, error) {
+	for _, line := range bytes.Split(bytes.TrimRight(p, "\n"), []byte("\n")) {
+		j.log.Error("aws-lambda-go: " + string(line))
+	}
+	return len(p), nil
 }

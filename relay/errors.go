@@ -18,6 +18,7 @@ const (
 	ReasonTLSFailed       = "tls_failed"        // the TLS handshake with the brokers failed
 	ReasonFatal           = "producer_fatal"    // librdkafka raised a fatal error
 	ReasonNotProduced     = "not_produced"      // the producer returned without a report for the record
+	ReasonInvalidEvent    = "invalid_event"     // the payload cannot be read record by record: the batch fails whole
 )
 
 // RecordError is bad input in one record: it names the record and the field.
@@ -54,6 +55,10 @@ func ReasonOf(err error) string {
 	if errors.As(err, &pe) {
 		return pe.Reason
 	}
+	var ie *InvalidSQSEvent
+	if errors.As(err, &ie) {
+		return ReasonInvalidEvent
+	}
 	return "error"
 }
 
@@ -66,3 +71,14 @@ func quote(s string) string {
 	}
 	return fmt.Sprintf("%q", s)
 }
+
+// InvalidSQSEvent is the error the handler returns for a payload it cannot
+// read record by record, which fails the whole batch. Lambda shows its
+// type name as the invocation's errorType.
+type InvalidSQSEvent struct {
+	Err error // wraps ErrNotSQSEvent and the flaw
+}
+
+func (e *InvalidSQSEvent) Error() string { return "decode SQS event: " + e.Err.Error() }
+
+func (e *InvalidSQSEvent) Unwrap() error { return e.Err }

@@ -74,10 +74,13 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 		err = d.event()
 	}
 	if err != nil {
-		b.batch.Wait() // settle what was handed over; the batch fails whole
-		err = fmt.Errorf("%w: %w", ErrNotSQSEvent, err)
-		log.Error("cannot read the batch; failing it whole so SQS retries every record", "error", err.Error(), "payloadBytes", len(payload))
-		return nil, fmt.Errorf("decode SQS event: %w", err)
+		// Settle what was handed over, and count it in the summary and
+		// the metrics: records before the flaw may be in Kafka already
+		// (SQS retries them all: at least once).
+		err = &InvalidSQSEvent{Err: fmt.Errorf("%w: %w", ErrNotSQSEvent, err)}
+		b.unreadable = err
+		b.finish()
+		return nil, err
 	}
 	out := b.finish()
 	resp, err := json.Marshal(out.Response())
@@ -110,6 +113,9 @@ type batchRun struct {
 	blocked map[string]string
 	// groups holds each record's FIFO message group, once the batch has one.
 	groups []string
+	// unreadable is set when the payload could not be read to its end: the
+	// batch fails whole, whatever was acknowledged.
+	unreadable error
 }
 
 func (h *Handler) begin(ctx context.Context, log *slog.Logger, sizeHint int) *batchRun {
@@ -222,6 +228,12 @@ func (b *batchRun) finish() *Outcome {
 	}
 
 	out.End = time.Now()
+	if b.unreadable != nil {
+		produced := len(out.Errs) - out.Failed()
+		b.log.Error("cannot read the batch; failing it whole so SQS retries every record", "error", b.unreadable.Error(),
+			"recordsRead", len(out.Errs), "producedBeforeTheFlaw", produced)
+		out.Cause = b.unreadable // succeeded still counts what Kafka has
+	}
 	b.h.logOutcome(b.log, out)
 	b.h.Metrics.Emit(out, latencies)
 	return out
