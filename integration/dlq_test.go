@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -112,7 +113,7 @@ func TestDLQTool(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	res, err := sqs.Replay(ctx, c, q.DLQURL, q.ARN, sqsemu.Region, []string{ids[1], "missing-id"}, relay.NewHandler(cfg, p, log))
+	res, err := sqs.Replay(ctx, c, q.DLQURL, q.ARN, sqsemu.Region, []string{ids[1], "missing-id"}, relay.NewHandler(cfg, p, log), sqs.ReplayOptions{Wait: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,5 +131,86 @@ func TestDLQTool(t *testing.T) {
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll}})
 	if err != nil || len(out.Messages) != 2 {
 		t.Errorf("after replay, %d visible in the DLQ (%v), want 2", len(out.Messages), err)
+	}
+}
+
+// TestDLQReplayReadsThrough: replay long-polls the DLQ until it has read it
+// through, so a message behind many others is found, and a message read
+// twice (its visibility ran out during the read) is deleted with its
+// newest receipt handle, so it does not stay in the DLQ as "replayed".
+func TestDLQReplayReadsThrough(t *testing.T) {
+	s, _ := startStack(t, 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	q, err := s.CreateQueue(ctx, "reads", false, 30*time.Second, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.SQS.Client()
+	dlq := Queue{URL: q.DLQURL, ARN: q.DLQARN}
+	if _, err := s.Send(ctx, dlq, "r", 25, func(i int) Message { return Message{Body: fmt.Sprint("poison ", i)} }); err != nil {
+		t.Fatal(err)
+	}
+	all, err := sqs.Peek(ctx, c, q.DLQURL, 100)
+	if err != nil || len(all) != 25 {
+		t.Fatalf("peek: %d messages, %v", len(all), err)
+	}
+	cfg, err := relay.ConfigFromEnv(func(k string) (string, bool) {
+		v, ok := map[string]string{"RELAY_BROKERS": s.Kafka.Addrs(), "RELAY_TOPIC": "events", "RELAY_AUTH": "none"}[k]
+		return v, ok
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := kafka.New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	picked := []string{all[0].ID, all[24].ID}
+	// A visibility of 1 s runs out during the read: the DLQ's messages are
+	// received again, with new receipt handles.
+	res, err := sqs.Replay(ctx, c, q.DLQURL, q.ARN, sqsemu.Region, append(picked, "missing-id"), relay.NewHandler(cfg, p, log),
+		sqs.ReplayOptions{Wait: time.Second, Visibility: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each picked message is replayed (and gone from the DLQ) or said to
+	// have expired (and still there); never "replayed" and still there.
+	if len(res.Replayed)+len(res.Expired) != 2 || len(res.Missing) != 1 || res.Missing[0] != "missing-id" || len(res.Failed) != 0 {
+		t.Fatalf("replay %+v, want both picked replayed or expired, and only missing-id missing", res)
+	}
+	inDLQ := func() map[string]bool {
+		t.Helper()
+		left, err := sqs.Peek(ctx, c, q.DLQURL, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := map[string]bool{}
+		for _, m := range left {
+			ids[m.ID] = true
+		}
+		return ids
+	}
+	left := inDLQ()
+	for _, id := range res.Replayed {
+		if left[id] {
+			t.Errorf("replayed message %s is still in the DLQ", id)
+		}
+	}
+	for _, id := range res.Expired {
+		if !left[id] {
+			t.Errorf("expired message %s is not in the DLQ", id)
+		}
+	}
+	// With the default visibility, a second run replays what is left.
+	res, err = sqs.Replay(ctx, c, q.DLQURL, q.ARN, sqsemu.Region, res.Expired, relay.NewHandler(cfg, p, log), sqs.ReplayOptions{Wait: time.Second})
+	if err != nil || len(res.Expired) != 0 || len(res.Failed) != 0 || len(res.Missing) != 0 {
+		t.Fatalf("second replay %+v, %v", res, err)
+	}
+	left = inDLQ()
+	if left[picked[0]] || left[picked[1]] || len(left) != 23 {
+		t.Errorf("%d messages left in the DLQ (picked still there: %v %v), want 23 without the picked", len(left), left[picked[0]], left[picked[1]])
 	}
 }

@@ -130,10 +130,13 @@ func replay(ctx context.Context, c *awssqs.Client, dlq, source string, ids []str
 		return err
 	}
 	defer p.Close()
-	res, err := sqs.Replay(ctx, c, dlq, source, region, ids, relay.NewHandler(a.Config, p, log))
+	res, err := sqs.Replay(ctx, c, dlq, source, region, ids, relay.NewHandler(a.Config, p, log), sqs.ReplayOptions{})
 	if err != nil {
 		return err
 	}
 	fmt.Printf("replayed into Kafka and deleted from the DLQ: %v\nstill in the DLQ (failed again, see the logs above): %v\nnot found in the DLQ: %v\n", res.Replayed, res.Failed, res.Missing)
+	if len(res.Expired) > 0 {
+		fmt.Printf("still in the DLQ, not replayed (their visibility ran out while the DLQ was read; run again): %v\n", res.Expired)
+	}
 	return nil
 }

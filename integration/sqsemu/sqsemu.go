@@ -110,6 +110,9 @@ func (e *Emulator) startFront() error {
 	e.Endpoint = "http://" + ln.Addr().String()
 	e.moves = newMoves(e.backendClient())
 	proxy := httputil.NewSingleHostReverseProxy(target)
+	// Node closes an idle keep-alive connection after 5 s; a request sent
+	// on it just then comes back cut short. Drop idle connections first.
+	proxy.Transport = &http.Transport{IdleConnTimeout: 2 * time.Second, MaxIdleConnsPerHost: 16}
 	proxy.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 		if r.Context().Err() == nil { // a caller that went away needs no answer
 			http.Error(w, "fauxqs: "+err.Error(), http.StatusBadGateway)

@@ -37,7 +37,7 @@ func FailureQuery(messageID string) string {
 // Peek reads up to max messages and makes them visible again at once, so
 // looking does not delay a redrive or count as a receive for long.
 func Peek(ctx context.Context, c *awssqs.Client, url string, max int) ([]Message, error) {
-	msgs, err := receive(ctx, c, url, max)
+	msgs, err := receive(ctx, c, url, receiveOptions{max: max})
 	if err != nil {
 		return nil, err
 	}
@@ -47,11 +47,42 @@ func Peek(ctx context.Context, c *awssqs.Client, url string, max int) ([]Message
 	return msgs, nil
 }
 
-func receive(ctx context.Context, c *awssqs.Client, url string, max int) ([]Message, error) {
+// Receive defaults: long polls, so that a queue whose messages are spread
+// over SQS's servers is not taken for empty after one short receive, and a
+// visibility long enough for a replay to finish with its messages.
+const (
+	defaultWait       = 2 * time.Second
+	defaultVisibility = 2 * time.Minute
+)
+
+// receiveOptions bound a receive loop.
+type receiveOptions struct {
+	max        int                  // messages at most
+	wait       time.Duration        // long-poll wait per receive; default defaultWait
+	visibility time.Duration        // default defaultVisibility
+	enough     func(id string) bool // if set, stop once it is true for every id wanted (see Replay)
+	wanted     int                  // how many ids enough waits for
+}
+
+// receive reads messages until max, an empty long poll, the wanted ones,
+// or a receive that brings only messages already read (their visibility
+// ran out: the queue has been read through). A message read twice keeps
+// its newest receipt handle: SQS accepts a delete with an older one
+// without deleting.
+func receive(ctx context.Context, c *awssqs.Client, url string, o receiveOptions) ([]Message, error) {
+	if o.wait <= 0 {
+		o.wait = defaultWait
+	}
+	if o.visibility <= 0 {
+		o.visibility = defaultVisibility
+	}
 	var out []Message
-	for len(out) < max {
+	at := map[string]int{}
+	found := 0
+	for len(out) < o.max {
 		r, err := c.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{
-			QueueUrl: &url, MaxNumberOfMessages: int32(min(10, max-len(out))), VisibilityTimeout: 30,
+			QueueUrl: &url, MaxNumberOfMessages: int32(min(10, o.max-len(out))),
+			VisibilityTimeout: int32(o.visibility.Seconds()), WaitTimeSeconds: int32(max(1, o.wait.Seconds())),
 			MessageAttributeNames:       []string{"All"},
 			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
 		})
@@ -61,24 +92,57 @@ func receive(ctx context.Context, c *awssqs.Client, url string, max int) ([]Mess
 		if len(r.Messages) == 0 {
 			break
 		}
+		fresh := 0
 		for _, m := range r.Messages {
-			out = append(out, fromSQS(m))
+			msg := fromSQS(m)
+			if k, ok := at[msg.ID]; ok {
+				out[k] = msg // the newest receipt handle
+				continue
+			}
+			at[msg.ID] = len(out)
+			out = append(out, msg)
+			fresh++
+			if o.enough != nil && o.enough(msg.ID) {
+				found++
+			}
+		}
+		if fresh == 0 || o.enough != nil && found >= o.wanted {
+			break
 		}
 	}
 	return out, nil
 }
 
+// release makes msgs visible again at once.
 func release(ctx context.Context, c *awssqs.Client, url string, msgs []Message) error {
-	for start := 0; start < len(msgs); start += 10 {
-		var entries []types.ChangeMessageVisibilityBatchRequestEntry
-		for i, m := range msgs[start:min(len(msgs), start+10)] {
-			entries = append(entries, types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.raw.ReceiptHandle})
-		}
-		if _, err := c.ChangeMessageVisibilityBatch(ctx, &awssqs.ChangeMessageVisibilityBatchInput{QueueUrl: &url, Entries: entries}); err != nil {
-			return fmt.Errorf("make messages visible again: %w", err)
-		}
+	if _, err := hold(ctx, c, url, msgs, 0); err != nil {
+		return fmt.Errorf("make messages visible again: %w", err)
 	}
 	return nil
+}
+
+// hold sets msgs' visibility timeout to d from now, and returns the ids of
+// those SQS refused: their visibility had run out, so their receipt handle
+// no longer deletes them.
+func hold(ctx context.Context, c *awssqs.Client, url string, msgs []Message, d time.Duration) (refused []string, err error) {
+	for start := 0; start < len(msgs); start += 10 {
+		batch := msgs[start:min(len(msgs), start+10)]
+		var entries []types.ChangeMessageVisibilityBatchRequestEntry
+		for i, m := range batch {
+			entries = append(entries, types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)),
+				ReceiptHandle: m.raw.ReceiptHandle, VisibilityTimeout: int32(d.Seconds())})
+		}
+		out, err := c.ChangeMessageVisibilityBatch(ctx, &awssqs.ChangeMessageVisibilityBatchInput{QueueUrl: &url, Entries: entries})
+		if err != nil {
+			return refused, err
+		}
+		for _, f := range out.Failed {
+			if i, err := strconv.Atoi(aws.ToString(f.Id)); err == nil && i < len(batch) {
+				refused = append(refused, batch[i].ID)
+			}
+		}
+	}
+	return refused, nil
 }
 
 func fromSQS(m types.Message) Message {
