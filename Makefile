@@ -9,9 +9,12 @@ BUILD     := build
 ARM64_CC  ?= aarch64-linux-gnu-gcc
 # Amazon Linux 2023 (provided.al2023) has glibc 2.34: no symbol may need more.
 MAX_GLIBC := 2.34
+# AWS's Lambda Runtime Interface Emulator, a second Runtime API for the tests.
+RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
+RIE         := $(CURDIR)/$(BUILD)/bin/aws-lambda-rie
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all run test test-arm64 build build-amd64 build-arm64 package check-glibc toolchain bench soak fuzz clean
+.PHONY: all run test test-arm64 rie build build-amd64 build-arm64 package check-glibc toolchain bench soak fuzz clean
 
 all: build
 
@@ -20,10 +23,10 @@ run: node_modules
 	$(GO) run ./cmd/relay-local
 
 ## test: every test, against real protocol peers on 127.0.0.1; packages the arm64 function first
-test: toolchain node_modules package
+test: toolchain node_modules package rie
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 	$(GO) vet ./...
-	RELAY_ARM64_BINARY=$(CURDIR)/$(BUILD)/arm64/bootstrap $(GO) test -count=1 -timeout 9m ./...
+	RELAY_ARM64_BINARY=$(CURDIR)/$(BUILD)/arm64/bootstrap RELAY_RIE=$(RIE) $(GO) test -count=1 -timeout 9m ./...
 	$(MAKE) --no-print-directory test-arm64
 
 ## test-arm64: the event decoder's tests built for linux/arm64 and run under qemu-user, where its NEON assembly runs
@@ -32,6 +35,11 @@ test-arm64: toolchain
 	$(ARM64_ENV) $(GO) vet ./relay/
 	$(ARM64_ENV) $(GO) test -count=1 -timeout 5m -exec 'qemu-aarch64 -L /usr/aarch64-linux-gnu' \
 	  -run '^(TestPlain|TestDecodeEvent.*|TestTemplate.*|FuzzDecodeEvent|TestMap.*|FuzzMap|TestLargeFIFOEventPipelined)$$' ./relay/
+
+## rie: AWS's Runtime Interface Emulator from the module proxy, for the tests
+rie: $(RIE)
+$(RIE):
+	GOBIN=$(CURDIR)/$(BUILD)/bin $(GO) install github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$(RIE_VERSION)
 
 ## build: the function as `bootstrap` for linux/arm64 and linux/amd64, stripped, version-stamped
 build: build-amd64 build-arm64
