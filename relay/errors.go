@@ -19,6 +19,9 @@ const (
 	ReasonFatal           = "producer_fatal"    // librdkafka raised a fatal error
 	ReasonNotProduced     = "not_produced"      // the producer returned without a report for the record
 	ReasonInvalidEvent    = "invalid_event"     // the payload cannot be read record by record: the batch fails whole
+	// ReasonNotEnoughReplicas: a partition has fewer in-sync replicas than
+	// min.insync.replicas, so acks=all could not be had by the deadline.
+	ReasonNotEnoughReplicas = "not_enough_replicas"
 )
 
 // RecordError is bad input in one record: it names the record and the field.

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -28,6 +29,7 @@ type Step struct {
 	Name    string  `json:"step"`
 	OK      bool    `json:"ok"`
 	Skipped bool    `json:"skipped,omitempty"`
+	Warning bool    `json:"warning,omitempty"` // passed, with a risk named in Hint
 	TookMs  float64 `json:"tookMs"`
 	Detail  string  `json:"detail,omitempty"`
 	Hint    string  `json:"hint,omitempty"`
@@ -92,7 +94,7 @@ func (r *run) step(ctx context.Context, name string, check func(ctx context.Cont
 	defer cancel()
 	start := time.Now()
 	detail, hint, err := check(ctx)
-	s := Step{Name: name, OK: err == nil, TookMs: float64(time.Since(start).Microseconds()) / 1000, Detail: detail, Hint: hint}
+	s := Step{Name: name, OK: err == nil, TookMs: float64(time.Since(start).Microseconds()) / 1000, Detail: detail, Hint: hint, Warning: err == nil && hint != ""}
 	if err != nil {
 		s.Detail = err.Error()
 		r.failed, r.report.OK = true, false
@@ -266,25 +268,42 @@ func checkTopic(ctx context.Context, p *kafka.Producer, topic string) (string, s
 		err := fmt.Errorf("topic %s: %v", topic, tm.Error)
 		return "", "the topic does not exist (MSK does not create topics: auto.create.topics.enable is off): create it, or fix RELAY_TOPIC / RELAY_ALLOWED_TOPICS; with IAM, kafka-cluster:DescribeTopic is needed to see it", err
 	}
-	minISR, err := p.MinInsyncReplicas(ctx, topic)
+	conf, err := p.TopicConfig(ctx, topic)
 	if err != nil {
-		minISR = 1
+		conf = map[string]string{}
 	}
-	under := 0
+	minISR, err := strconv.Atoi(conf["min.insync.replicas"])
+	if err != nil {
+		minISR = 1 // Kafka's default
+	}
+	belowMin, underReplicated := 0, 0
 	for _, pm := range tm.Partitions {
 		if pm.Leader < 0 {
 			return "", "a partition has no leader: the brokers are restarting, or the cluster is unhealthy", fmt.Errorf("partition %d has no leader", pm.ID)
 		}
-		if len(pm.Isrs) < minISR {
-			under++
+		switch {
+		case len(pm.Isrs) < minISR:
+			belowMin++
+		case len(pm.Isrs) < len(pm.Replicas):
+			underReplicated++
 		}
 	}
 	detail := fmt.Sprintf("%d partitions, all with leaders, min.insync.replicas %d", len(tm.Partitions), minISR)
-	if under > 0 {
+	if belowMin > 0 {
 		return "", "acks=all produce fails with NOT_ENOUGH_REPLICAS while a partition has fewer in-sync replicas than min.insync.replicas",
-			fmt.Errorf("%d partitions have fewer in-sync replicas than %d", under, minISR)
+			fmt.Errorf("%d partitions have fewer in-sync replicas than min.insync.replicas %d", belowMin, minISR)
 	}
-	return detail, "", nil
+	var warnings []string
+	if underReplicated > 0 {
+		warnings = append(warnings, fmt.Sprintf("%d partitions are under-replicated (fewer in-sync replicas than replicas): one more broker lost and acks=all fails", underReplicated))
+	}
+	if conf["unclean.leader.election.enable"] == "true" {
+		warnings = append(warnings, "unclean.leader.election.enable is true: a replica out of sync can become leader and acknowledged records can be lost (MSK standard brokers default to true; set it to false on the topic or the cluster)")
+	}
+	if n, err := strconv.Atoi(conf["max.message.bytes"]); err == nil && n < p.BatchSize() {
+		warnings = append(warnings, fmt.Sprintf("max.message.bytes %d is below the producer's batch.size: the broker refuses a batch over it whole; set batch.size below it in RELAY_KAFKA_PROPERTIES", n))
+	}
+	return detail, strings.Join(warnings, "; "), nil
 }
 
 // Write prints the report as a table.
@@ -297,6 +316,8 @@ func (rep Report) Write(w io.Writer) {
 			verdict = "SKIP"
 		case !s.OK:
 			verdict = "FAIL"
+		case s.Warning:
+			verdict = "WARN"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%.0f ms\t%s\n", verdict, s.Name, s.TookMs, s.Detail)
 		if s.Hint != "" {

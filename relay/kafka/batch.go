@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -53,9 +54,12 @@ type run struct {
 	sendClock time.Duration
 	sendUses  int
 	pending   int
-	failed    []int // indexes of the messages reported failed, in report order
-	failedOut int   // how many of failed Failures has returned
-	stopped   error // once set, Add refuses with it
+	failed    []int    // indexes of the messages reported failed, in report order
+	failedOut int      // how many of failed Failures has returned
+	stopped   error    // once set, Add refuses with it
+	topics    []string // the topics produced to, for a diagnosis at the deadline
+	lastTopic string
+	lastLimit int // lastTopic's max.message.bytes, 0 if unknown
 	done      bool
 }
 
@@ -91,6 +95,16 @@ func (r *run) Add(m *relay.Message) error {
 	for _, h := range m.Headers {
 		r.headers = append(r.headers, kafka.Header{Key: h.Key, Value: h.Value})
 	}
+	if m.Topic != r.lastTopic {
+		r.noteTopic(m.Topic)
+	}
+	if r.lastLimit > 0 {
+		if n := batchBytes(m); n > r.lastLimit {
+			return &relay.ProduceError{Reason: "message_size_too_large", Err: fmt.Errorf(
+				"a record batch of this message alone takes about %d bytes, over topic %s's max.message.bytes %d: the broker would refuse it, and every message batched with it",
+				n, m.Topic, r.lastLimit)}
+		}
+	}
 	r.km.TopicPartition.Topic = &m.Topic
 	r.km.Key, r.km.Value, r.km.Headers, r.km.Timestamp = m.Key, m.Value, r.headers, m.Timestamp
 	r.km.Opaque = slot
@@ -110,6 +124,21 @@ func (r *run) Add(m *relay.Message) error {
 	r.sentAt = append(r.sentAt, int64(r.sendClock))
 	r.pending++
 	return nil
+}
+
+// batchBytes is about what a record batch holding m alone takes on the
+// wire: Kafka's batch header (61 bytes), the record's own framing and its
+// headers' lengths, rounded up.
+func batchBytes(m *relay.Message) int {
+	return 61 + 32 + m.Size() + 10*len(m.Headers)
+}
+
+func (r *run) noteTopic(t string) {
+	r.lastTopic = t
+	r.lastLimit = r.s.topicMaxBytes(t)
+	if !slices.Contains(r.topics, t) {
+		r.topics = append(r.topics, t)
+	}
 }
 
 // drain records the reports already waiting, without blocking.
@@ -243,6 +272,11 @@ func (r *run) wait() error {
 			// batch-level cause seen since the last acknowledgement.
 			if t := r.s.currentTrouble(); t != nil {
 				return r.abort(&relay.ProduceError{Reason: t.reason, Err: t.err})
+			}
+			// librdkafka retries NOT_ENOUGH_REPLICAS silently until the
+			// deadline: ask the cluster whether that is why.
+			if err := r.s.replicaShortfall(r.topics, diagnoseTimeout); err != nil {
+				return r.abort(&relay.ProduceError{Reason: relay.ReasonNotEnoughReplicas, Err: err})
 			}
 			return r.abort(errDeadline)
 		}

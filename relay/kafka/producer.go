@@ -184,6 +184,16 @@ func (p *Producer) newSession() (*session, error) {
 		done:      make(chan struct{}),
 		tokenMu:   make(chan struct{}, 1),
 		bootstrap: p.bootstrap,
+		batchSize: batchSizeOf(p.conf),
+	}
+	s.hold = func() (func(), bool) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if s.retired {
+			return nil, false
+		}
+		s.refs++
+		return func() { p.release(s) }, true
 	}
 	go s.serveEvents()
 	go s.serveLogs()
@@ -242,9 +252,9 @@ func (p *Producer) withAdmin(fn func(ac *kafka.AdminClient) error) error {
 	return fn(ac)
 }
 
-// MinInsyncReplicas is topic's min.insync.replicas.
-func (p *Producer) MinInsyncReplicas(ctx context.Context, topic string) (int, error) {
-	n := 1 // Kafka's default
+// TopicConfig is topic's configuration, name to value.
+func (p *Producer) TopicConfig(ctx context.Context, topic string) (map[string]string, error) {
+	out := map[string]string{}
 	err := p.withAdmin(func(ac *kafka.AdminClient) error {
 		res, err := ac.DescribeConfigs(ctx, []kafka.ConfigResource{{Type: kafka.ResourceTopic, Name: topic}})
 		if err != nil {
@@ -254,14 +264,13 @@ func (p *Producer) MinInsyncReplicas(ctx context.Context, topic string) (int, er
 			if r.Error.Code() != kafka.ErrNoError {
 				return r.Error
 			}
-			if e, ok := r.Config["min.insync.replicas"]; ok {
-				n, err = strconv.Atoi(e.Value)
-				return err
+			for k, e := range r.Config {
+				out[k] = e.Value
 			}
 		}
 		return nil
 	})
-	return n, err
+	return out, err
 }
 
 // Hint returns advice for a librdkafka error message, or "".
@@ -279,3 +288,18 @@ func (p *Producer) Controller(ctx context.Context) (int, error) {
 	})
 	return id, err
 }
+
+// batchSizeOf is conf's batch.size in bytes.
+func batchSizeOf(conf kafka.ConfigMap) int {
+	switch v := conf["batch.size"].(type) {
+	case int:
+		return v
+	case string:
+		n, _ := strconv.Atoi(v)
+		return n
+	}
+	return 0
+}
+
+// BatchSize is the producer's batch.size in bytes.
+func (p *Producer) BatchSize() int { return batchSizeOf(p.conf) }

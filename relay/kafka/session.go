@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,7 +50,14 @@ type session struct {
 	// at every failed reconnect.
 	down      bool
 	downSince time.Time
-	bootstrap int // bootstrap brokers configured
+	bootstrap int      // bootstrap brokers configured
+	minISRs   sync.Map // topic → its min.insync.replicas, asked once
+	maxBytes  sync.Map // topic → its max.message.bytes, once known
+	lookups   sync.Map // topic → a lookup of it is running
+	batchSize int      // the producer's batch.size, bytes
+	// hold keeps the session open for work of its own (a background
+	// lookup), as a batch does; false once it is being closed.
+	hold func() (release func(), ok bool)
 }
 
 // trouble is a batch-level cause: every broker down, or authentication
@@ -358,4 +366,122 @@ func hintSuffix(msg string) string {
 		return "; hint: " + h
 	}
 	return ""
+}
+
+// diagnoseTimeout bounds the cluster lookups made when a batch reaches its
+// deadline with messages unacknowledged; it comes out of the deadline
+// margin.
+const diagnoseTimeout = 300 * time.Millisecond
+
+// replicaShortfall says whether a partition of topics has fewer in-sync
+// replicas than its min.insync.replicas, so that acks=all cannot be had
+// (brokers down or lagging): librdkafka retries the NOT_ENOUGH_REPLICAS
+// answers without a word until the deadline. nil when none has, or when
+// the cluster cannot say within timeout.
+func (s *session) replicaShortfall(topics []string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for _, topic := range topics {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil
+		}
+		md, err := s.kp.GetMetadata(&topic, false, int(left.Milliseconds()))
+		if err != nil {
+			return nil
+		}
+		tm, ok := md.Topics[topic]
+		if !ok {
+			continue
+		}
+		minISR, ok := s.minISR(topic, time.Until(deadline))
+		if !ok {
+			continue
+		}
+		for _, p := range tm.Partitions {
+			if len(p.Isrs) < minISR {
+				return fmt.Errorf("NOT_ENOUGH_REPLICAS: partition %s/%d has %d in-sync replicas %v, fewer than its min.insync.replicas %d, so acks=all cannot be had until a replica catches up (brokers down or lagging)",
+					topic, p.ID, len(p.Isrs), p.Isrs, minISR)
+			}
+		}
+	}
+	return nil
+}
+
+// minISR is topic's min.insync.replicas, asked of the cluster once per
+// session.
+func (s *session) minISR(topic string, timeout time.Duration) (int, bool) {
+	if v, ok := s.minISRs.Load(topic); ok {
+		return v.(int), true
+	}
+	if timeout <= 0 {
+		return 0, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	v, ok := s.topicConfig(ctx, topic, "min.insync.replicas")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, false
+	}
+	s.minISRs.Store(topic, n)
+	return n, true
+}
+
+// topicLookupTimeout bounds the lookup of a topic's max.message.bytes.
+const topicLookupTimeout = 5 * time.Second
+
+// topicMaxBytes is topic's max.message.bytes, or 0 while it is not known.
+// It never waits: the first call starts a lookup in the background (one at
+// a time per topic, again on a later call if it failed), so a batch does
+// not spend its deadline on it, and batches after it use the answer. The
+// broker refuses a record batch over the limit whole, with every message
+// librdkafka batched beside the large one: a message that alone would
+// exceed it is failed before it is produced, so that it fails alone.
+func (s *session) topicMaxBytes(topic string) int {
+	if v, ok := s.maxBytes.Load(topic); ok {
+		return v.(int)
+	}
+	if _, busy := s.lookups.LoadOrStore(topic, true); busy {
+		return 0
+	}
+	release, ok := s.hold()
+	if !ok {
+		s.lookups.Delete(topic)
+		return 0
+	}
+	go func() {
+		defer release()
+		defer s.lookups.Delete(topic)
+		ctx, cancel := context.WithTimeout(context.Background(), topicLookupTimeout)
+		defer cancel()
+		v, ok := s.topicConfig(ctx, topic, "max.message.bytes")
+		n, err := strconv.Atoi(v)
+		if !ok || err != nil {
+			return
+		}
+		s.maxBytes.Store(topic, n)
+		if n < s.batchSize {
+			s.log.Warn("topic "+topic+"'s max.message.bytes is below the producer's batch.size: the broker refuses a whole batch over it, failing every message in it; set batch.size below it in RELAY_KAFKA_PROPERTIES",
+				"topic", topic, "maxMessageBytes", n, "batchSize", s.batchSize)
+		}
+	}()
+	return 0
+}
+
+// topicConfig is one of topic's configuration values.
+func (s *session) topicConfig(ctx context.Context, topic, name string) (string, bool) {
+	ac, err := kafka.NewAdminClientFromProducer(s.kp)
+	if err != nil {
+		return "", false
+	}
+	defer ac.Close()
+	res, err := ac.DescribeConfigs(ctx, []kafka.ConfigResource{{Type: kafka.ResourceTopic, Name: topic}})
+	if err != nil || len(res) != 1 || res[0].Error.Code() != kafka.ErrNoError {
+		return "", false
+	}
+	e, ok := res[0].Config[name]
+	return e.Value, ok
 }
