@@ -12,9 +12,13 @@ MAX_GLIBC := 2.34
 # AWS's Lambda Runtime Interface Emulator, a second Runtime API for the tests.
 RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
 RIE         := $(CURDIR)/$(BUILD)/bin/aws-lambda-rie
+# The real Apache Kafka broker's jars, from Maven Central (integration/apache/pom.xml).
+KAFKA_LIBS  := $(CURDIR)/$(BUILD)/kafka/libs
+# Every package but the real-cluster tests, which run on their own after them.
+FAST_PKGS    = $(shell $(GO) list ./... | grep -v /integration/apache)
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all run test test-arm64 rie build build-amd64 build-arm64 package check-glibc toolchain bench soak fuzz clean
+.PHONY: all run test test-arm64 rie kafka-libs build build-amd64 build-arm64 package check-glibc toolchain bench soak fuzz clean
 
 all: build
 
@@ -23,10 +27,11 @@ run: node_modules
 	$(GO) run ./cmd/relay-local
 
 ## test: every test, against real protocol peers on 127.0.0.1; packages the arm64 function first
-test: toolchain node_modules package rie
+test: toolchain node_modules package rie kafka-libs
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 	$(GO) vet ./...
-	RELAY_ARM64_BINARY=$(CURDIR)/$(BUILD)/arm64/bootstrap RELAY_RIE=$(RIE) $(GO) test -count=1 -timeout 9m ./...
+	RELAY_ARM64_BINARY=$(CURDIR)/$(BUILD)/arm64/bootstrap RELAY_RIE=$(RIE) $(GO) test -count=1 -timeout 9m $(FAST_PKGS)
+	RELAY_KAFKA_LIBS=$(KAFKA_LIBS) $(GO) test -count=1 -timeout 8m ./integration/apache/
 	$(MAKE) --no-print-directory test-arm64
 
 ## test-arm64: the event decoder's tests built for linux/arm64 and run under qemu-user, where its NEON assembly runs
@@ -40,6 +45,12 @@ test-arm64: toolchain
 rie: $(RIE)
 $(RIE):
 	GOBIN=$(CURDIR)/$(BUILD)/bin $(GO) install github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$(RIE_VERSION)
+
+## kafka-libs: the real Kafka broker's jars from Maven Central, for integration/apache (a second run reads ~/.m2 only)
+kafka-libs: $(KAFKA_LIBS)/.fetched
+$(KAFKA_LIBS)/.fetched: integration/apache/pom.xml
+	mvn -q -B -f integration/apache/pom.xml package -Dlibs=$(KAFKA_LIBS) -Dproject.build.directory=$(CURDIR)/$(BUILD)/kafka/target
+	touch $@
 
 ## build: the function as `bootstrap` for linux/arm64 and linux/amd64, stripped, version-stamped
 build: build-amd64 build-arm64

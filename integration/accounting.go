@@ -123,7 +123,7 @@ func (r Report) String() string {
 func (s *Stack) Account(ctx context.Context, topics []string, q Queue, sent []string) (Report, error) {
 	r := Report{Sent: len(sent), DLQ: map[string]bool{}, Kafka: map[string][]*kgo.Record{}}
 	for _, t := range topics {
-		recs, err := s.Kafka.Records(t, 30*time.Second)
+		recs, err := s.readTopic(ctx, t)
 		if err != nil {
 			return r, err
 		}

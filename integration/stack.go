@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sqs-msk-relay/relay/integration/broker"
 	"github.com/sqs-msk-relay/relay/integration/esm"
@@ -119,10 +120,12 @@ func (f *Function) Close() {
 // emulator and the real lambda binary under a Runtime API, joined by event
 // source mappings.
 type Stack struct {
-	Kafka *broker.Cluster
-	SQS   *sqsemu.Emulator
-	Fn    *Function
-	IAM   *broker.IAM // the token checker, when StackConfig.IAM
+	Kafka *broker.Cluster // nil with an external cluster
+	// readTopic reads a topic back for Account.
+	readTopic func(ctx context.Context, topic string) ([]*kgo.Record, error)
+	SQS       *sqsemu.Emulator
+	Fn        *Function
+	IAM       *broker.IAM // the token checker, when StackConfig.IAM
 }
 
 // StackConfig says what to start.
@@ -137,6 +140,17 @@ type StackConfig struct {
 	// IAM runs the broker with TLS and MSK IAM token checks, and the
 	// function with RELAY_AUTH=iam and made-up static credentials.
 	IAM bool
+	// External, if set, is a Kafka cluster the stack uses instead of
+	// starting kfake (integration/apache's real one); Topics and
+	// BrokerOpts are then the caller's business.
+	External *ExternalKafka
+}
+
+// ExternalKafka is a cluster the stack does not run: its plaintext
+// bootstrap list, and how to read a topic back for the accounting.
+type ExternalKafka struct {
+	Brokers string
+	Records func(ctx context.Context, topic string) ([]*kgo.Record, error)
 }
 
 // Made-up credentials of the IAM stack, for the local broker only.
@@ -171,10 +185,19 @@ func StartStack(cfg StackConfig) (_ *Stack, err error) {
 		env = []string{"RELAY_AUTH=iam", "RELAY_AWS_REGION=" + StackRegion, "RELAY_TLS_CA_FILE=" + pki.CAFile,
 			"AWS_REGION=" + StackRegion, "AWS_ACCESS_KEY_ID=" + StackAccessKey, "AWS_SECRET_ACCESS_KEY=" + StackSecretKey}
 	}
-	if s.Kafka, err = broker.Start(3, cfg.Topics, opts...); err != nil {
-		return nil, err
+	brokers := ""
+	if cfg.External != nil {
+		brokers, s.readTopic = cfg.External.Brokers, cfg.External.Records
+	} else {
+		if s.Kafka, err = broker.Start(3, cfg.Topics, opts...); err != nil {
+			return nil, err
+		}
+		brokers = s.Kafka.Addrs()
+		s.readTopic = func(_ context.Context, topic string) ([]*kgo.Record, error) {
+			return s.Kafka.Records(topic, 30*time.Second)
+		}
 	}
-	if iam != nil {
+	if iam != nil && s.Kafka != nil {
 		iam.Install(s.Kafka.Cluster)
 		s.Kafka.ReadOpts = iam.ReaderOpts(pki.CA)
 		s.IAM = iam
@@ -191,7 +214,7 @@ func StartStack(cfg StackConfig) (_ *Stack, err error) {
 			return nil, err
 		}
 	}
-	env = append(append(env, "RELAY_BROKERS="+s.Kafka.Addrs()), cfg.FunctionEnv...)
+	env = append(append(env, "RELAY_BROKERS="+brokers), cfg.FunctionEnv...)
 	if s.Fn, err = StartManagedFunction([]string{cfg.Binary}, env, cfg.FunctionTimeout, cfg.Logs); err != nil {
 		return nil, err
 	}

@@ -146,3 +146,17 @@ func template(cn string) *x509.Certificate {
 func writePEM(path, typ string, der []byte) error {
 	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
 }
+
+// WriteServerPEM writes the broker's key (unencrypted PKCS#8) followed by
+// its certificate chain to path, as a Kafka PEM keystore wants it.
+func (p *PKI) WriteServerPEM(path string) error {
+	der, err := x509.MarshalPKCS8PrivateKey(p.Server.PrivateKey)
+	if err != nil {
+		return err
+	}
+	out := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	for _, c := range p.Server.Certificate {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c})...)
+	}
+	return os.WriteFile(path, out, 0o600)
+}

@@ -1,0 +1,223 @@
+package apache
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Client is a franz-go client on the brokers' plaintext listeners, for
+// the harness's own requests and for reading topics back.
+func (c *Cluster) Client(opts ...kgo.Opt) (*kgo.Client, error) {
+	var seeds []string
+	for _, n := range c.nodes {
+		seeds = append(seeds, n.Addr(Plaintext))
+	}
+	return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...), kgo.RetryTimeout(5 * time.Second)}, opts...)...)
+}
+
+// Metadata asks a running broker for the cluster's brokers and the
+// topics' partitions.
+func (c *Cluster) Metadata(ctx context.Context, topics ...string) (*kmsg.MetadataResponse, error) {
+	cl, err := c.Client()
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrMetadataRequest()
+	for _, t := range topics {
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(t)
+		req.Topics = append(req.Topics, rt)
+	}
+	return req.RequestWith(ctx, cl)
+}
+
+// WaitReady returns once every running broker is registered and, for
+// each topic given, every partition has a leader and all its replicas in
+// sync.
+func (c *Cluster) WaitReady(ctx context.Context, topics ...string) error {
+	want := 0
+	for _, n := range c.nodes {
+		if n.Running() {
+			want++
+		}
+	}
+	var last error
+	for ctx.Err() == nil {
+		md, err := c.Metadata(ctx, topics...)
+		last = err
+		if err == nil {
+			last = healthy(md, want)
+			if last == nil {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("cluster not ready: %w (last: %v)", ctx.Err(), last)
+}
+
+func healthy(md *kmsg.MetadataResponse, brokers int) error {
+	if len(md.Brokers) < brokers {
+		return fmt.Errorf("%d brokers registered, want %d", len(md.Brokers), brokers)
+	}
+	for _, t := range md.Topics {
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			return fmt.Errorf("topic %s: %w", *t.Topic, err)
+		}
+		for _, p := range t.Partitions {
+			if p.Leader < 0 || len(p.ISR) < len(p.Replicas) {
+				return fmt.Errorf("topic %s partition %d: leader %d, ISR %v of %v", *t.Topic, p.Partition, p.Leader, p.ISR, p.Replicas)
+			}
+		}
+	}
+	return nil
+}
+
+// CreateTopic creates topic with partitions partitions, replication
+// factor 3, min.insync.replicas 2 and no unclean election (MSK's defaults
+// but for unclean election, which MSK standard brokers allow), plus
+// configs, and waits until all its replicas are in sync.
+func (c *Cluster) CreateTopic(ctx context.Context, topic string, partitions int32, configs map[string]string) error {
+	cl, err := c.Client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	req.TimeoutMillis = 30000
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, partitions, 3
+	all := map[string]string{"min.insync.replicas": "2", "unclean.leader.election.enable": "false"}
+	for k, v := range configs {
+		all[k] = v
+	}
+	for k, v := range all {
+		cfg := kmsg.NewCreateTopicsRequestTopicConfig()
+		cfg.Name, cfg.Value = k, kmsg.StringPtr(v)
+		rt.Configs = append(rt.Configs, cfg)
+	}
+	req.Topics = append(req.Topics, rt)
+	res, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return fmt.Errorf("create topic %s: %w", topic, err)
+	}
+	for _, t := range res.Topics {
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil && err != kerr.TopicAlreadyExists {
+			return fmt.Errorf("create topic %s: %w", topic, err)
+		}
+	}
+	return c.WaitReady(ctx, topic)
+}
+
+// EndOffsets sums the high watermarks of topic's partitions: the records
+// every in-sync replica has.
+func (c *Cluster) EndOffsets(ctx context.Context, topic string) (map[int32]int64, error) {
+	cl, err := c.Client()
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	md, err := c.Metadata(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	req := kmsg.NewPtrListOffsetsRequest()
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = topic
+	for _, t := range md.Topics {
+		for _, p := range t.Partitions {
+			rp := kmsg.NewListOffsetsRequestTopicPartition()
+			rp.Partition, rp.Timestamp = p.Partition, -1
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+	}
+	req.Topics = append(req.Topics, rt)
+	shards := cl.RequestSharded(ctx, req)
+	out := map[int32]int64{}
+	for _, sh := range shards {
+		if sh.Err != nil {
+			return nil, sh.Err
+		}
+		for _, t := range sh.Resp.(*kmsg.ListOffsetsResponse).Topics {
+			for _, p := range t.Partitions {
+				if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+					return nil, fmt.Errorf("list offsets %s/%d: %w", topic, p.Partition, err)
+				}
+				out[p.Partition] = p.Offset
+			}
+		}
+	}
+	return out, nil
+}
+
+// Records reads topic from its start to its high watermarks, partition by
+// partition, as a consumer with read_uncommitted sees it.
+func (c *Cluster) Records(ctx context.Context, topic string) ([]*kgo.Record, error) {
+	ends, err := c.EndOffsets(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	parts := map[int32]kgo.Offset{}
+	for p, end := range ends {
+		if end > 0 {
+			parts[p] = kgo.NewOffset().At(0)
+		}
+	}
+	if len(parts) == 0 {
+		return nil, nil
+	}
+	cl, err := c.Client(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	next := map[int32]int64{}
+	done := func() bool {
+		for p, end := range ends {
+			if next[p] < end {
+				return false
+			}
+		}
+		return true
+	}
+	for !done() {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return recs, fmt.Errorf("read %d records of %s (to %v, at %v): %w", len(recs), topic, ends, next, ctx.Err())
+		}
+		for _, e := range fs.Errors() {
+			return recs, fmt.Errorf("fetch %s: %w", topic, e.Err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			recs = append(recs, r)
+			next[r.Partition] = r.Offset + 1
+		})
+	}
+	return recs, nil
+}
+
+// Leader is the broker that leads topic's partition, -1 if none.
+func (c *Cluster) Leader(ctx context.Context, topic string, partition int32) (int32, error) {
+	md, err := c.Metadata(ctx, topic)
+	if err != nil {
+		return -1, err
+	}
+	for _, t := range md.Topics {
+		for _, p := range t.Partitions {
+			if p.Partition == partition {
+				return p.Leader, nil
+			}
+		}
+	}
+	return -1, fmt.Errorf("no partition %d of %s", partition, topic)
+}
