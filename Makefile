@@ -22,9 +22,10 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 all: build
 
-## run: the whole pipeline on the local stack (SQS with a DLQ, the lambda binary, Kafka) and what became of every message
-run: node_modules
-	$(GO) run ./cmd/relay-local
+## run: the whole pipeline on the local stack (SQS with a DLQ, the lambda binary, Kafka) and what became of every message; KAFKA=apache on a real 3-broker cluster
+KAFKA ?= kfake
+run: node_modules $(if $(filter apache,$(KAFKA)),kafka-libs)
+	KAFKA=$(KAFKA) RELAY_KAFKA_LIBS=$(KAFKA_LIBS) $(GO) run ./cmd/relay-local
 
 ## test: every test, against real protocol peers on 127.0.0.1; packages the arm64 function first
 test: toolchain node_modules package rie kafka-libs
@@ -85,9 +86,12 @@ node_modules: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch node_modules
 
-## soak: the fault cases 5 times each and 150 batches with random faults; prints the reliability tables
-soak:
+## soak: the fault cases 5 times each and 150 batches with random faults on kfake, then KAFKA_SOAK batches on the real cluster; prints the reliability tables
+KAFKA_SOAK ?= 200
+soak: kafka-libs
 	RELAY_FAULT_RUNS=5 RELAY_SOAK=150 $(GO) test -count=1 -timeout 30m -run 'TestFaults|TestSoak' -v ./integration/ | grep -E '^\s+\||^(---|ok|FAIL)|seed|drawn'
+	RELAY_KAFKA_LIBS=$(KAFKA_LIBS) RELAY_KAFKA_SOAK=$(KAFKA_SOAK) $(GO) test -count=1 -timeout 60m -run 'TestSoak' -v ./integration/apache/ | grep -E '\||^(---|ok|FAIL)|seed|drawn|batches,'
+
 
 ## fuzz: the event decoder and the mapping under go test -fuzz, FUZZTIME each (default 60s)
 FUZZTIME ?= 60s
@@ -95,12 +99,15 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./relay/
 	$(GO) test -run '^$$' -fuzz '^FuzzMap$$' -fuzztime $(FUZZTIME) ./relay/
 
-## bench: relay vs raw librdkafka vs the naive pattern on the embedded broker, one run, ratios and chart
-bench:
+## bench: relay vs raw librdkafka vs the naive pattern on the embedded broker, one run, ratios and chart; then on the real RF-3 cluster
+bench: kafka-libs
 	mkdir -p $(BUILD) docs
 	$(GO) test -run '^$$' -bench . -skip RelayVsRaw -benchmem -count 3 -timeout 10m ./relay/ ./integration/ > $(BUILD)/bench.txt || (cat $(BUILD)/bench.txt; exit 1)
 	$(GO) test -run '^$$' -bench '^BenchmarkRelayVsRaw$$' -benchtime 40x -count 9 -timeout 5m ./integration/ >> $(BUILD)/bench.txt || (cat $(BUILD)/bench.txt; exit 1)
 	$(GO) run ./cmd/benchtable -chart docs/throughput.png < $(BUILD)/bench.txt
+	@echo "the real RF-3 cluster (relay vs raw confluent-kafka-go alternated, and kafka-python send+flush per message):"
+	@command -v /usr/bin/python3 >/dev/null && /usr/bin/python3 -c 'import kafka' 2>/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-kafka >/dev/null; }
+	RELAY_KAFKA_LIBS=$(KAFKA_LIBS) $(GO) test -run '^$$' -bench '^BenchmarkRealCluster$$' -benchtime 8x -count 3 -timeout 15m ./integration/apache/ | grep -E '^Benchmark' | tee $(BUILD)/bench-real.txt
 
 clean:
 	rm -rf $(BUILD) .serverless

@@ -100,20 +100,8 @@ func TestDLQTool(t *testing.T) {
 	// Replay sends selected DLQ messages straight to Kafka through the
 	// relay and deletes only those.
 	ids = sendDLQ("b", 3)
-	cfg, err := relay.ConfigFromEnv(func(k string) (string, bool) {
-		v, ok := map[string]string{"RELAY_BROKERS": s.Kafka.Addrs(), "RELAY_TOPIC": "events", "RELAY_AUTH": "none"}[k]
-		return v, ok
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	p, err := kafka.New(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	res, err := sqs.Replay(ctx, c, q.DLQURL, q.ARN, sqsemu.Region, []string{ids[1], "missing-id"}, relay.NewHandler(cfg, p, log), sqs.ReplayOptions{Wait: time.Second})
+	handler := replayHandler(t, s)
+	res, err := sqs.Replay(ctx, c, q.DLQURL, q.ARN, sqsemu.Region, []string{ids[1], "missing-id"}, handler, sqs.ReplayOptions{Wait: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,23 +143,11 @@ func TestDLQReplayReadsThrough(t *testing.T) {
 	if err != nil || len(all) != 25 {
 		t.Fatalf("peek: %d messages, %v", len(all), err)
 	}
-	cfg, err := relay.ConfigFromEnv(func(k string) (string, bool) {
-		v, ok := map[string]string{"RELAY_BROKERS": s.Kafka.Addrs(), "RELAY_TOPIC": "events", "RELAY_AUTH": "none"}[k]
-		return v, ok
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	p, err := kafka.New(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	handler := replayHandler(t, s)
 	picked := []string{all[0].ID, all[24].ID}
 	// A visibility of 1 s runs out during the read: the DLQ's messages are
 	// received again, with new receipt handles.
-	res, err := sqs.Replay(ctx, c, q.DLQURL, q.ARN, sqsemu.Region, append(picked, "missing-id"), relay.NewHandler(cfg, p, log),
+	res, err := sqs.Replay(ctx, c, q.DLQURL, q.ARN, sqsemu.Region, append(picked, "missing-id"), handler,
 		sqs.ReplayOptions{Wait: time.Second, Visibility: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +181,7 @@ func TestDLQReplayReadsThrough(t *testing.T) {
 		}
 	}
 	// With the default visibility, a second run replays what is left.
-	res, err = sqs.Replay(ctx, c, q.DLQURL, q.ARN, sqsemu.Region, res.Expired, relay.NewHandler(cfg, p, log), sqs.ReplayOptions{Wait: time.Second})
+	res, err = sqs.Replay(ctx, c, q.DLQURL, q.ARN, sqsemu.Region, res.Expired, handler, sqs.ReplayOptions{Wait: time.Second})
 	if err != nil || len(res.Expired) != 0 || len(res.Failed) != 0 || len(res.Missing) != 0 {
 		t.Fatalf("second replay %+v, %v", res, err)
 	}
@@ -213,4 +189,24 @@ func TestDLQReplayReadsThrough(t *testing.T) {
 	if left[picked[0]] || left[picked[1]] || len(left) != 23 {
 		t.Errorf("%d messages left in the DLQ (picked still there: %v %v), want 23 without the picked", len(left), left[picked[0]], left[picked[1]])
 	}
+}
+
+// replayHandler is the relay on the stack's broker, as relay-dlq replay
+// builds it.
+func replayHandler(t *testing.T, s *Stack) *relay.Handler {
+	t.Helper()
+	cfg, err := relay.ConfigFromEnv(func(k string) (string, bool) {
+		v, ok := map[string]string{"RELAY_BROKERS": s.Kafka.Addrs(), "RELAY_TOPIC": "events", "RELAY_AUTH": "none"}[k]
+		return v, ok
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := kafka.New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return relay.NewHandler(cfg, p, log)
 }

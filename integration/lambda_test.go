@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -47,22 +46,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuffer = LogBuffer
 
 // startFunction runs the real binary under a Runtime API on loopback.
 func startFunction(t *testing.T, env ...string) (*runtimeapi.Server, *logBuffer, func() error) {

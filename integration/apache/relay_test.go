@@ -1,13 +1,11 @@
 package apache_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sqs-msk-relay/relay/integration"
 	"github.com/sqs-msk-relay/relay/integration/apache"
 	"github.com/sqs-msk-relay/relay/relay"
 	"github.com/sqs-msk-relay/relay/relay/doctor"
@@ -23,22 +22,7 @@ import (
 
 const queueARN = "arn:aws:sqs:eu-west-1:123456789012:events"
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuffer = integration.LogBuffer
 
 // realRelay is the handler and a real librdkafka producer on the cluster.
 type realRelay struct {

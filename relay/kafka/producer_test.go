@@ -128,6 +128,24 @@ func TestReasonFor(t *testing.T) {
 	}
 }
 
+// iamBroker starts a TLS kfake broker with the topic "events" that checks
+// MSK IAM tokens signed with the key AKIDTEST.
+func iamBroker(t *testing.T) (*broker.Cluster, *broker.PKI) {
+	t.Helper()
+	pki, err := broker.NewPKI(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &broker.IAM{Region: "eu-west-1", Keys: map[string]string{"AKIDTEST": "test-secret"}}
+	c, err := broker.Start(1, []string{"events"}, append(v.Opts(), kfake.TLS(pki.ServerTLS(false)))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	v.Install(c.Cluster)
+	return c, pki
+}
+
 // countingTokens signs real tokens and counts them.
 type countingTokens struct {
 	inner TokenSource
@@ -146,17 +164,7 @@ func (c *countingTokens) Principal() string { return c.inner.Principal() }
 // moved into the past), Start signs a new one before the batch produces,
 // without waiting for librdkafka's timer.
 func TestStaleTokenRefreshedBeforeBatch(t *testing.T) {
-	pki, err := broker.NewPKI(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := &broker.IAM{Region: "eu-west-1", Keys: map[string]string{"AKIDTEST": "test-secret"}}
-	c, err := broker.Start(1, []string{"events"}, append(v.Opts(), kfake.TLS(pki.ServerTLS(false)))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	v.Install(c.Cluster)
+	c, pki := iamBroker(t)
 	tokens := &countingTokens{inner: mskiam.NewWithCredentials("eu-west-1", credentials.NewStaticCredentialsProvider("AKIDTEST", "test-secret", ""), "test-role")}
 	cfg := testConfig(c.Addrs())
 	cfg.Auth, cfg.AWSRegion, cfg.TLSCAFile = relay.AuthIAM, "eu-west-1", pki.CAFile
@@ -279,17 +287,7 @@ func TestTokenWaitEndsAtDeadline(t *testing.T) {
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
 	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
-	pki, err := broker.NewPKI(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := &broker.IAM{Region: "eu-west-1", Keys: map[string]string{"AKIDTEST": "test-secret"}}
-	c, err := broker.Start(1, []string{"events"}, append(v.Opts(), kfake.TLS(pki.ServerTLS(false)))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	v.Install(c.Cluster)
+	c, pki := iamBroker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	tokens, err := mskiam.New(ctx, "eu-west-1", "arn:aws:iam::123456789012:role/relay")
