@@ -12,7 +12,7 @@ import (
 // produce, 100-record events ran about 5% faster inline, 300-record ones
 // the same either way, 1,000-record ones about 3% faster pipelined. Since
 // templates made decoding cheaper, 64 KiB, 512 KiB and 4 MiB measure the
-// same within noise at 100 to 1,000 records (README, Performance).
+// same within noise at 100 to 1,000 records (docs/performance.md).
 const pipelineMinBytes = 512 << 10
 
 // pipeChunk is how many records the decoding goroutine hands over at once:

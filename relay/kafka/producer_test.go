@@ -203,7 +203,7 @@ func TestStaleTokenRefreshedBeforeBatch(t *testing.T) {
 	}
 }
 
-// TestConfigMap pins the settings the README's producer table promises and
+// TestConfigMap pins the settings docs/design.md's producer table promises and
 // the security settings of each RELAY_AUTH mode.
 func TestConfigMap(t *testing.T) {
 	c := testConfig("b-1:9098")
