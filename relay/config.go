@@ -76,6 +76,11 @@ type Config struct {
 	// ClientID is the Kafka client.id: the function's name.
 	// AWS_LAMBDA_FUNCTION_NAME, default "sqs-msk-relay".
 	ClientID string
+	// FunctionMemoryMB is the function's memory size, which sets its share
+	// of a CPU (one vCPU at 1,769 MB) and so how long the work after the
+	// produce deadline takes. AWS_LAMBDA_FUNCTION_MEMORY_SIZE, set by
+	// Lambda, MB; default 0: a full CPU.
+	FunctionMemoryMB int
 	// LogLevel is the lowest level logged. RELAY_LOG_LEVEL: debug, info,
 	// warn or error; default info.
 	LogLevel slog.Level
@@ -248,6 +253,14 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 			errs = append(errs, fmt.Errorf("RELAY_KAFKA_PROPERTIES: %w", err))
 		} else {
 			c.KafkaProperties = props
+		}
+	}
+
+	if v, ok := get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"); ok {
+		if n, err := strconv.Atoi(v); err != nil || n < 128 || n > 10240 {
+			bad("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", v, "not a Lambda memory size in MB (128-10240)")
+		} else {
+			c.FunctionMemoryMB = n
 		}
 	}
 

@@ -733,3 +733,53 @@ func TestShortTimeoutNamesBatchCause(t *testing.T) {
 		t.Errorf("records failed as deadline, hiding the cause")
 	}
 }
+
+// TestManyFailuresLoggedGrouped: a batch with more failures than a line
+// each is worth logs them grouped by reason and error, 500 ids to a line,
+// every id once.
+func TestManyFailuresLoggedGrouped(t *testing.T) {
+	addr, err := broker.ClosedAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newRelay(t, map[string]string{"RELAY_BROKERS": addr, "RELAY_BROKERS_DOWN_GRACE": "300ms", "RELAY_MAX_MESSAGE_BYTES": "10"})
+	ev := batch(1200, func(i int) string { return "x" })
+	ev.Records[3].Body = "much too long" // another reason: a group of its own
+	failed, _ := f.invoke(t, ev, 10*time.Second)
+	if len(failed) != 1200 {
+		t.Fatalf("%d failed, want 1200", len(failed))
+	}
+	seen := map[string]int{}
+	lines := 0
+	for _, line := range strings.Split(f.logs.String(), "\n") {
+		if strings.Contains(line, `"msg":"record failed"`) {
+			t.Fatalf("a line per record: %s", line)
+		}
+		if !strings.Contains(line, `"msg":"records failed"`) {
+			continue
+		}
+		lines++
+		var l struct {
+			Reason     string
+			Count      int
+			MessageIDs []string
+		}
+		if err := json.Unmarshal([]byte(line), &l); err != nil || l.Count != len(l.MessageIDs) || l.Count > 500 {
+			t.Fatalf("bad grouped line (%v): %s", err, line[:min(len(line), 300)])
+		}
+		for _, id := range l.MessageIDs {
+			seen[id]++
+		}
+		if l.Reason == "oversized" && (l.Count != 1 || l.MessageIDs[0] != "m-00003") {
+			t.Errorf("oversized group %+v, want m-00003 alone", l)
+		}
+	}
+	if lines != 4 { // 1,199 brokers_down in three lines, one oversized
+		t.Errorf("%d grouped lines, want 4", lines)
+	}
+	for _, r := range ev.Records {
+		if seen[r.MessageId] != 1 {
+			t.Errorf("%s logged %d times", r.MessageId, seen[r.MessageId])
+		}
+	}
+}

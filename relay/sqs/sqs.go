@@ -29,9 +29,10 @@ type Message struct {
 
 // FailureQuery is the CloudWatch Logs Insights query that finds why the
 // relay last failed a message: its "record failed" lines carry the
-// messageId, which SQS keeps when it moves a message to the DLQ.
+// messageId, which SQS keeps when it moves a message to the DLQ, and a
+// batch with many failures lists the ids in "records failed" lines.
 func FailureQuery(messageID string) string {
-	return fmt.Sprintf(`fields @timestamp, reason, error | filter msg = "record failed" and messageId = %q | sort @timestamp desc | limit 1`, messageID)
+	return fmt.Sprintf(`fields @timestamp, reason, error | filter (msg = "record failed" and messageId = %q) or (msg = "records failed" and @message like %q) | sort @timestamp desc | limit 1`, messageID, messageID)
 }
 
 // Peek reads up to max messages and makes them visible again at once, so
