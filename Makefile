@@ -35,12 +35,13 @@ test: toolchain node_modules package rie kafka-libs
 	RELAY_KAFKA_LIBS=$(KAFKA_LIBS) $(GO) test -count=1 -timeout 8m ./integration/apache/
 	$(MAKE) --no-print-directory test-arm64
 
-## test-arm64: the event decoder's tests built for linux/arm64 and run under qemu-user, where its NEON assembly runs
+## test-arm64: the event decoder's tests (and the mapping's) built for linux/arm64 and run under qemu-user, where its NEON assembly runs
 ARM64_ENV := CGO_ENABLED=1 GOOS=linux GOARCH=arm64 CC=$(ARM64_CC)
 test-arm64: toolchain
-	$(ARM64_ENV) $(GO) vet ./relay/
+	$(ARM64_ENV) $(GO) vet ./relay/ ./relay/sqsevent/
+	$(ARM64_ENV) $(GO) test -count=1 -timeout 5m -exec 'qemu-aarch64 -L /usr/aarch64-linux-gnu' ./relay/sqsevent/
 	$(ARM64_ENV) $(GO) test -count=1 -timeout 5m -exec 'qemu-aarch64 -L /usr/aarch64-linux-gnu' \
-	  -run '^(TestPlain|TestDecodeEvent.*|TestTemplate.*|FuzzDecodeEvent|TestMap.*|FuzzMap|TestLargeFIFOEventPipelined)$$' ./relay/
+	  -run '^(TestMap.*|FuzzMap|TestLargeFIFOEventPipelined)$$' ./relay/
 
 ## rie: AWS's Runtime Interface Emulator from the module proxy, for the tests
 rie: $(RIE)
@@ -96,7 +97,7 @@ soak: kafka-libs
 ## fuzz: the event decoder and the mapping under go test -fuzz, FUZZTIME each (default 60s)
 FUZZTIME ?= 60s
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./relay/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./relay/sqsevent/
 	$(GO) test -run '^$$' -fuzz '^FuzzMap$$' -fuzztime $(FUZZTIME) ./relay/
 
 ## bench: relay vs raw librdkafka vs the naive pattern on the embedded broker, one run, ratios and chart; then on the real RF-3 cluster

@@ -21,6 +21,7 @@ import (
 	"github.com/sqs-msk-relay/relay/integration/broker"
 	"github.com/sqs-msk-relay/relay/relay"
 	"github.com/sqs-msk-relay/relay/relay/kafka"
+	"github.com/sqs-msk-relay/relay/relay/sqsevent"
 )
 
 const benchBody = 1024
@@ -310,7 +311,7 @@ func rawMessage(m *relay.Message, topic *string) *ckafka.Message {
 func mappedMessages(b *testing.B, ev events.SQSEvent) []relay.Message {
 	b.Helper()
 	payload, _ := json.Marshal(ev)
-	recs, errs, err := relay.DecodeEvent(payload)
+	recs, errs, err := sqsevent.Decode(payload)
 	if err != nil {
 		b.Fatal(err)
 	}

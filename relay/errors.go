@@ -3,7 +3,12 @@ package relay
 import (
 	"errors"
 	"fmt"
+
+	"github.com/sqs-msk-relay/relay/relay/sqsevent"
 )
+
+// ErrNotSQSEvent is returned for a payload that is not an SQS event.
+var ErrNotSQSEvent = sqsevent.ErrNotSQSEvent
 
 // Reasons are short, stable codes saying why a record failed; logs and
 // metrics count failures by them.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
+
+	"github.com/sqs-msk-relay/relay/relay/sqsevent"
 )
 
 // maxProduceWindow bounds a batch that arrives without a deadline (outside
@@ -52,7 +54,7 @@ func NewHandler(c Config, p Producer, log *slog.Logger) *Handler {
 
 // Invoke handles one Lambda invocation carrying an SQS event and returns
 // the partial batch response. Records are produced as they are decoded
-// (on a second goroutine for large events, see pipelineMinBytes).
+// (on a second goroutine for large events, see sqsevent.Stream).
 // It returns an error, which fails the whole batch, only when the payload
 // cannot be read record by record (see DecodeEvent); records produced
 // before such a flaw was found may then reach Kafka twice (at least once).
@@ -67,19 +69,11 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	// if a batch is denser.
 	hint := max(16, min(len(payload)/256, 10000))
 	b := h.begin(ctx, log, hint)
-	d := newEventDecoder(payload)
-	var err error
-	if len(payload) >= pipelineMinBytes {
-		err = decodePipelined(d, b.record)
-	} else {
-		d.each = b.record
-		err = d.event()
-	}
-	if err != nil {
+	if err := sqsevent.Stream(payload, b.record); err != nil {
 		// Settle what was handed over, and count it in the summary and
 		// the metrics: records before the flaw may be in Kafka already
 		// (SQS retries them all: at least once).
-		err = &InvalidSQSEvent{Err: fmt.Errorf("%w: %w", ErrNotSQSEvent, err)}
+		err := &InvalidSQSEvent{Err: err}
 		b.unreadable = err
 		b.finish()
 		return nil, err
@@ -134,6 +128,9 @@ func (h *Handler) begin(ctx context.Context, log *slog.Logger, sizeHint int) *ba
 
 // record maps one record and hands it to the producer, or fails it.
 func (b *batchRun) record(r *Record, err error) {
+	if fe, ok := err.(*sqsevent.FieldError); ok {
+		err = &RecordError{MessageID: fe.MessageID, Field: fe.Field, Reason: ReasonInvalidRecord, Err: fe.Err}
+	}
 	i := len(b.out.MessageIDs)
 	b.out.MessageIDs = append(b.out.MessageIDs, r.MessageID)
 	group := fifoGroup(r)

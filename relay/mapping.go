@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unsafe"
 )
 
 // Metadata headers. ':' cannot appear in an SQS attribute name, so these
@@ -118,4 +119,13 @@ func (m *Mapper) keyAttribute(r *Record) (*Attribute, bool) {
 		return nil, false
 	}
 	return r.Attribute(m.keyAttr)
+}
+
+// stringBytes views s as bytes without copying, for header values that
+// librdkafka copies and nothing writes.
+func stringBytes(s string) []byte {
+	if s == "" {
+		return []byte{}
+	}
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }

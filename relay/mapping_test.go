@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sqs-msk-relay/relay/relay/sqsevent"
 )
 
 func TestMap(t *testing.T) {
@@ -129,16 +131,15 @@ func BenchmarkDecodeAndMap(b *testing.B) {
 	// As the handler does: each record is mapped as soon as it is decoded,
 	// into a message reused for the next.
 	decodeAndMap := func() {
-		d := newEventDecoder(payload)
-		d.each = func(r *Record, err error) {
+		err := sqsevent.StreamInline(payload, func(r *Record, err error) {
 			if err == nil {
 				err = m.Map(r, &msg)
 			}
 			if err != nil && failed == nil {
 				failed = err
 			}
-		}
-		if err := d.event(); err != nil {
+		})
+		if err != nil {
 			failed = err
 		}
 	}

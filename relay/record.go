@@ -1,45 +1,10 @@
 package relay
 
-// Record is one SQS message as the relay sees it: the parts of an SQS event
-// record that the mapping, the headers and the outcome need.
-type Record struct {
-	MessageID string
-	Body      []byte
+import "github.com/sqs-msk-relay/relay/relay/sqsevent"
 
-	// System attributes, kept as SQS sends them (decimal strings); the
-	// mapping parses what it needs and reports a bad value by name.
-	SentTimestamp  string // milliseconds since the epoch
-	ReceiveCount   string // ApproximateReceiveCount
-	MessageGroupID string // FIFO queues only
-	SequenceNumber string // FIFO queues only
+// Record is one SQS message as the relay sees it, as relay/sqsevent
+// decodes it from the event.
+type Record = sqsevent.Record
 
-	EventSourceARN string
-
-	// Attributes are the message attributes in name order.
-	Attributes []Attribute
-}
-
-// Attribute is one SQS message attribute with its value decoded: String
-// and Number values as UTF-8, Binary values as raw bytes.
-type Attribute struct {
-	Name     string
-	DataType string // "String", "Number", "Binary", optionally with a ".label" suffix
-	Value    []byte
-}
-
-// Attribute returns the message attribute called name, if the record has it.
-func (r *Record) Attribute(name string) (*Attribute, bool) {
-	for i := range r.Attributes {
-		if r.Attributes[i].Name == name {
-			return &r.Attributes[i], true
-		}
-	}
-	return nil, false
-}
-
-// FIFO reports whether the record comes from a FIFO queue, whose ARN ends
-// in ".fifo".
-func (r *Record) FIFO() bool {
-	n := len(r.EventSourceARN)
-	return n >= 5 && r.EventSourceARN[n-5:] == ".fifo"
-}
+// Attribute is one SQS message attribute with its value decoded.
+type Attribute = sqsevent.Attribute

@@ -25,6 +25,7 @@ import (
 	"github.com/sqs-msk-relay/relay/integration/broker"
 	"github.com/sqs-msk-relay/relay/relay"
 	"github.com/sqs-msk-relay/relay/relay/kafka"
+	"github.com/sqs-msk-relay/relay/relay/sqsevent"
 )
 
 const (
@@ -597,7 +598,7 @@ func TestLargeFIFOEventPipelined(t *testing.T) {
 	}
 	ev.Records[101].Body = strings.Repeat("x", 2000)                                                       // group B fails from here on
 	ev.Records[202].MessageAttributes = map[string]events.SQSMessageAttribute{"bad": {DataType: "Binary"}} // group C
-	if payload, _ := json.Marshal(ev); len(payload) < relay.PipelineMinBytes {
+	if payload, _ := json.Marshal(ev); len(payload) < sqsevent.PipelineMinBytes {
 		t.Fatalf("event is %d bytes: too small to be pipelined", len(payload))
 	}
 

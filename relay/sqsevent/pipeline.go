@@ -1,4 +1,4 @@
-package relay
+package sqsevent
 
 import (
 	"errors"
@@ -13,7 +13,7 @@ import (
 // the same either way, 1,000-record ones about 3% faster pipelined. Since
 // templates made decoding cheaper, 64 KiB, 512 KiB and 4 MiB measure the
 // same within noise at 100 to 1,000 records (docs/performance.md).
-const pipelineMinBytes = 512 << 10
+const PipelineMinBytes = 512 << 10
 
 // pipeChunk is how many records the decoding goroutine hands over at once:
 // enough to spread a channel operation's cost, few enough to start

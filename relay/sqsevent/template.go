@@ -1,4 +1,6 @@
-package relay
+package sqsevent
+
+import "unsafe"
 
 // Lambda writes every record of an event in the same layout: the same keys
 // in the same order, the same system attributes, usually the same message
@@ -199,7 +201,7 @@ func (d *eventDecoder) replay(t *template, pos int, r *Record) (int, bool) {
 	i += len(lit)
 	for a, name := range t.names {
 		v := &vals[a]
-		if _, problem := d.addAttribute(stringBytes(name), v.dataType, v.str, v.bin, v.hasString, v.hasBin, ""); problem != nil {
+		if _, problem := d.addAttribute(unsafe.Slice(unsafe.StringData(name), len(name)), v.dataType, v.str, v.bin, v.hasString, v.hasBin, ""); problem != nil {
 			return pos, false
 		}
 	}

@@ -1,4 +1,4 @@
-package relay
+package sqsevent
 
 import (
 	"bytes"
@@ -21,7 +21,7 @@ import (
 )
 
 func TestDecodeEvent(t *testing.T) {
-	recs, errs, err := DecodeEvent([]byte(`{"Records":[{
+	recs, errs, err := Decode([]byte(`{"Records":[{
 		"messageId":"m1","body":"hello","eventSourceARN":"arn:aws:sqs:eu-west-1:1:q.fifo",
 		"attributes":{"SentTimestamp":"1700000000000","ApproximateReceiveCount":"3","MessageGroupId":"g","SequenceNumber":"7"},
 		"messageAttributes":{
@@ -51,7 +51,7 @@ func TestDecodeEvent(t *testing.T) {
 // TestDecodeEventNulls reads null attributes and messageAttributes as
 // absent, as encoding/json does.
 func TestDecodeEventNulls(t *testing.T) {
-	recs, errs, err := DecodeEvent([]byte(`{"Records":[{"messageId":"m1","body":"x","attributes":null,"messageAttributes":null}]}`))
+	recs, errs, err := Decode([]byte(`{"Records":[{"messageId":"m1","body":"x","attributes":null,"messageAttributes":null}]}`))
 	if err != nil || errs[0] != nil {
 		t.Fatal(err, errs)
 	}
@@ -86,14 +86,14 @@ func TestDecodeEventRecordErrors(t *testing.T) {
 		{`{"messageId":"m1","body":"x","messageAttributes":{"a":{"dataType":"String","stringValue":"v","stringValue":null}}}`, "record m1: messageAttributes.a.stringValue: missing"},
 		{`{"messageId":"m1","body":"x","body":null}`, "record m1: body: missing"},
 	} {
-		recs, errs, err := DecodeEvent([]byte(`{"Records":[` + tc.record + `]}`))
+		recs, errs, err := Decode([]byte(`{"Records":[` + tc.record + `]}`))
 		if err != nil {
 			t.Errorf("%s: whole event failed: %v", tc.record, err)
 			continue
 		}
-		var re *RecordError
+		var re *FieldError
 		if !errors.As(errs[0], &re) || re.MessageID != "m1" || recs[0].MessageID != "m1" {
-			t.Errorf("%s: error %v is not a RecordError for m1", tc.record, errs[0])
+			t.Errorf("%s: error %v is not a FieldError for m1", tc.record, errs[0])
 			continue
 		}
 		if !strings.Contains(errs[0].Error(), tc.want) {
@@ -121,7 +121,7 @@ func TestDecodeEventRepeatedKeys(t *testing.T) {
 		// Twice in one event: the second record may be read through a
 		// template learned from the first, which must not happen.
 		payload := []byte(`{"Records":[` + tc.record + `,` + tc.record + `]}`)
-		recs, errs, err := DecodeEvent(payload)
+		recs, errs, err := Decode(payload)
 		if err != nil || errs[0] != nil || errs[1] != nil {
 			t.Errorf("%s: %v %v", tc.record, err, errs)
 			continue
@@ -156,7 +156,7 @@ func TestDecodeEventRecordsTwice(t *testing.T) {
 		`{"R\u0065cords":[` + rec("a") + `],"Records":[]}`,
 		`{"Records":[` + rec("a") + `],"x":{"Records":1},"Records":null}`,
 	} {
-		if _, _, err := DecodeEvent([]byte(payload)); !errors.Is(err, ErrNotSQSEvent) || !strings.Contains(fmt.Sprint(err), "Records key is given twice") {
+		if _, _, err := Decode([]byte(payload)); !errors.Is(err, ErrNotSQSEvent) || !strings.Contains(fmt.Sprint(err), "Records key is given twice") {
 			t.Errorf("%s: err %v, want the Records key refused as given twice", payload, err)
 		}
 		for _, pipelined := range []bool{false, true} {
@@ -175,8 +175,8 @@ func TestDecodeEventRecordsTwice(t *testing.T) {
 		}
 	}
 	// A large event is refused too, when the second key is reached.
-	big := `{"Records":[` + strings.Repeat(rec("a")+",", pipelineMinBytes/20) + rec("b") + `],"Records":[]}`
-	if _, _, err := DecodeEvent([]byte(big)); err == nil || !strings.Contains(err.Error(), "given twice") {
+	big := `{"Records":[` + strings.Repeat(rec("a")+",", PipelineMinBytes/20) + rec("b") + `],"Records":[]}`
+	if _, _, err := Decode([]byte(big)); err == nil || !strings.Contains(err.Error(), "given twice") {
 		t.Errorf("large event with two Records keys: err %v", err)
 	}
 	if err := decodePipelined(newEventDecoder([]byte(big)), func(*Record, error) {}); err == nil {
@@ -188,7 +188,7 @@ func TestDecodeEventRecordsTwice(t *testing.T) {
 		`{"Records":[{"messageId":"a","body":"Records","messageAttributes":{"Records":{"dataType":"String","stringValue":"Records"}}}],"x":{"Records":[]}}`,
 		`{"Records":[{"messageId":"a","body":"\u0041"}]}`,
 	} {
-		recs, _, err := DecodeEvent([]byte(payload))
+		recs, _, err := Decode([]byte(payload))
 		if err != nil || len(recs) != 1 {
 			t.Errorf("%s: %d records, %v", payload, len(recs), err)
 		}
@@ -202,7 +202,7 @@ func TestDecodeEventDeepNesting(t *testing.T) {
 		for _, open := range []string{"[", `{"a":`} {
 			close := map[string]string{"[": "]", `{"a":`: "}"}[open]
 			payload := `{"Records":[],"x":` + strings.Repeat(open, depth) + "0" + strings.Repeat(close, depth) + `}`
-			_, _, err := DecodeEvent([]byte(payload))
+			_, _, err := Decode([]byte(payload))
 			if depth < maxDepth && err != nil {
 				t.Errorf("depth %d of %s: %v", depth, open, err)
 			}
@@ -217,14 +217,14 @@ func TestDecodeEventDeepNesting(t *testing.T) {
 		`{"messageId":"m","body":"x","extra":` + deep + `}`,
 		`{"messageId":"m","body":"x","messageAttributes":{"a":{"dataType":"String","stringValue":"v","stringListValues":[` + deep + `]}}}`,
 	} {
-		if _, _, err := DecodeEvent([]byte(`{"Records":[` + rec + `]}`)); err == nil || !strings.Contains(err.Error(), "nested more than") {
+		if _, _, err := Decode([]byte(`{"Records":[` + rec + `]}`)); err == nil || !strings.Contains(err.Error(), "nested more than") {
 			t.Errorf("deep value in a record: err %v", err)
 		}
 	}
 }
 
 func TestDecodeEventSalvagesFIFOGroup(t *testing.T) {
-	recs, errs, err := DecodeEvent([]byte(`{"Records":[{"messageId":"m1","body":1,"eventSourceARN":"arn:aws:sqs:r:1:q.fifo","attributes":{"MessageGroupId":"g"}}]}`))
+	recs, errs, err := Decode([]byte(`{"Records":[{"messageId":"m1","body":1,"eventSourceARN":"arn:aws:sqs:r:1:q.fifo","attributes":{"MessageGroupId":"g"}}]}`))
 	if err != nil || errs[0] == nil {
 		t.Fatal(err, errs)
 	}
@@ -239,11 +239,11 @@ func TestDecodeEventWholeFailures(t *testing.T) {
 		`{"Records":[{"body":"no id"}]}`, `{"Records":[{"messageId":"","body":"x"}]}`, `{"Records":[5]}`,
 		"{\"Records\":[]}\x00", `{"Records":[]} x`, // data after the event, a NUL byte too
 	} {
-		if _, _, err := DecodeEvent([]byte(payload)); !errors.Is(err, ErrNotSQSEvent) {
+		if _, _, err := Decode([]byte(payload)); !errors.Is(err, ErrNotSQSEvent) {
 			t.Errorf("%s: err %v, want ErrNotSQSEvent", payload, err)
 		}
 	}
-	recs, _, err := DecodeEvent([]byte(`{"Records":[]}`))
+	recs, _, err := Decode([]byte(`{"Records":[]}`))
 	if err != nil || len(recs) != 0 {
 		t.Errorf("empty batch: %v %v", recs, err)
 	}
@@ -259,7 +259,7 @@ func TestDecodeEventUnescapesLikeEncodingJSON(t *testing.T) {
 		// Also the escapes encoding/json never writes.
 		payload := []byte(`{"Records":[{"messageId":"m\u0031","body":` + string(enc) + `,"eventSourceARN":"a\/b"}]}`)
 		orig := bytes.Clone(payload)
-		recs, errs, err := DecodeEvent(payload)
+		recs, errs, err := Decode(payload)
 		if err != nil || errs[0] != nil {
 			t.Fatalf("%q: %v %v", body, err, errs)
 		}
@@ -270,7 +270,7 @@ func TestDecodeEventUnescapesLikeEncodingJSON(t *testing.T) {
 			t.Errorf("DecodeEvent modified its input")
 		}
 	}
-	recs, _, err := DecodeEvent([]byte(`{"Records":[{"messageId":"x","body":"\ud83d\ude00 \ud83d lone"}]}`))
+	recs, _, err := Decode([]byte(`{"Records":[{"messageId":"x","body":"\ud83d\ude00 \ud83d lone"}]}`))
 	if err != nil || string(recs[0].Body) != "😀 \uFFFD lone" {
 		t.Errorf("surrogates: %q %v", recs[0].Body, err)
 	}
@@ -297,7 +297,7 @@ func FuzzDecodeEvent(f *testing.F) {
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		checkTemplates(t, payload)
 		orig := bytes.Clone(payload)
-		recs, errs, err := DecodeEvent(payload)
+		recs, errs, err := Decode(payload)
 		if !bytes.Equal(payload, orig) {
 			t.Fatal("DecodeEvent modified its input")
 		}
@@ -325,7 +325,7 @@ func FuzzDecodeEvent(f *testing.F) {
 				t.Fatalf("record %d has no messageId", i)
 			}
 			if e := errs[i]; e != nil {
-				var re *RecordError
+				var re *FieldError
 				if !errors.As(e, &re) || re.MessageID != r.MessageID || !strings.HasPrefix(e.Error(), "record "+r.MessageID+": ") {
 					t.Fatalf("record %d: error %v does not name the record", i, e)
 				}
@@ -577,7 +577,7 @@ func decodeLikeEncodingJSON(t *testing.T, payload []byte) ([]Record, []error) {
 	if err := json.Unmarshal(payload, &want); err != nil {
 		t.Fatal(err)
 	}
-	recs, errs, err := DecodeEvent(payload)
+	recs, errs, err := Decode(payload)
 	if err != nil || len(recs) != len(want.Records) {
 		t.Fatalf("%d records, %v; encoding/json reads %d", len(recs), err, len(want.Records))
 	}
@@ -742,7 +742,7 @@ func TestDecodeEventArenaBlocks(t *testing.T) {
 		want = append(want, body)
 	}
 	payload := []byte(`{"Records":[` + strings.Join(records, ",") + `]}`)
-	recs, errs, err := DecodeEvent(payload)
+	recs, errs, err := Decode(payload)
 	if err != nil || len(recs) != len(want) {
 		t.Fatalf("%d records, %v", len(recs), err)
 	}

@@ -1,4 +1,4 @@
-package relay
+package sqsevent
 
 import (
 	"encoding/binary"

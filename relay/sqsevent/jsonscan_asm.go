@@ -1,6 +1,6 @@
 //go:build (amd64 || arm64) && !purego
 
-package relay
+package sqsevent
 
 // stop returns the index of the first quote, backslash or control byte in
 // b, or len(b), sixteen bytes at a time (jsonscan_$GOARCH.s): a 1 KiB

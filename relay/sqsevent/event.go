@@ -1,4 +1,9 @@
-package relay
+// Package sqsevent decodes the SQS event Lambda hands a function, in one
+// pass over the payload and without building a tree: records are handed
+// to the caller one at a time as they are read (Stream), so that work on
+// them starts before the rest is read, or collected (Decode). It imports
+// nothing of the relay: it defines what it decodes into, Record.
+package sqsevent
 
 import (
 	"bytes"
@@ -8,27 +13,56 @@ import (
 	"unsafe"
 )
 
-// ErrNotSQSEvent is returned for a payload that is not an SQS event.
-var ErrNotSQSEvent = errors.New("payload is not an SQS event")
-
-// DecodeEvent reads an SQS event as Lambda delivers it, in one pass over
+// Decode reads an SQS event as Lambda delivers it, in one pass over
 // payload, but for the records whose layout it learns (see template.go),
 // which it reads twice.
 //
-// It fails as a whole (err != nil) only when no record can be reported on
-// its own: the payload is not valid JSON, has no Records array, or a record
-// has no messageId. A record that has a messageId but is otherwise
-// malformed comes back with its messageId and a *RecordError in errs at
-// the same index.
+// It fails as a whole (err != nil, wrapping ErrNotSQSEvent) only when no
+// record can be reported on its own: the payload is not valid JSON, has no
+// Records array (or two), or a record has no messageId. A record that has
+// a messageId but is otherwise malformed comes back with its messageId and
+// a *FieldError in errs at the same index.
 //
 // The records' strings and bytes share payload's memory where no
 // unescaping was needed: payload must not change while they are in use.
-func DecodeEvent(payload []byte) (recs []Record, errs []error, err error) {
+func Decode(payload []byte) (recs []Record, errs []error, err error) {
 	d := newEventDecoder(payload)
 	if err := d.event(); err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrNotSQSEvent, err)
 	}
 	return d.recs, d.errs, nil
+}
+
+// StreamInline is Stream on the caller's goroutine whatever the event's
+// size: for measuring the decoder itself.
+func StreamInline(payload []byte, each func(r *Record, err error)) error {
+	d := newEventDecoder(payload)
+	d.each = each
+	if err := d.event(); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotSQSEvent, err)
+	}
+	return nil
+}
+
+// Stream reads payload as Decode does and calls each for every record, in
+// order, as soon as it is read, with its *FieldError or nil. The record
+// and its attributes are reused for the next one: each must copy what it
+// keeps. Events of PipelineMinBytes or more are read on a second goroutine
+// while each runs. An error (wrapping ErrNotSQSEvent) means the event is
+// not one; the records before the flaw were handed to each already.
+func Stream(payload []byte, each func(r *Record, err error)) error {
+	d := newEventDecoder(payload)
+	var err error
+	if len(payload) >= PipelineMinBytes {
+		err = decodePipelined(d, each)
+	} else {
+		d.each = each
+		err = d.event()
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNotSQSEvent, err)
+	}
+	return nil
 }
 
 type eventDecoder struct {
@@ -110,7 +144,7 @@ func (d *eventDecoder) event() error {
 	// two more passes over 6 MB cost a third of the decoding, for a
 	// payload Lambda never sends; a second key there fails the event when
 	// reached, after the records before it may have been produced.
-	if len(s.buf) < pipelineMinBytes && mayRepeatRecords(s.buf) {
+	if len(s.buf) < PipelineMinBytes && mayRepeatRecords(s.buf) {
 		if err := d.checkRecordsOnce(); err != nil {
 			return err
 		}
@@ -211,10 +245,10 @@ func (d *eventDecoder) record(pos int) (int, error) {
 		d.recs = append(d.recs, Record{})
 		r = &d.recs[i]
 	}
-	var fieldErr *RecordError
+	var fieldErr *FieldError
 	bad := func(field string, err error) {
 		if fieldErr == nil {
-			fieldErr = &RecordError{Field: field, Reason: ReasonInvalidRecord, Err: err}
+			fieldErr = &FieldError{Field: field, Err: err}
 		}
 	}
 	// typed reports whether the value at i starts with c ('"' or '{');
@@ -506,13 +540,4 @@ func bytesToString(b []byte) string {
 		return ""
 	}
 	return unsafe.String(&b[0], len(b))
-}
-
-// stringBytes views s as bytes without copying, for header values that
-// librdkafka copies and nothing writes.
-func stringBytes(s string) []byte {
-	if s == "" {
-		return []byte{}
-	}
-	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
