@@ -51,7 +51,8 @@ $(RIE):
 ## kafka-libs: the real Kafka broker's jars from Maven Central, for integration/apache (a second run reads ~/.m2 only)
 kafka-libs: $(KAFKA_LIBS)/.fetched
 $(KAFKA_LIBS)/.fetched: integration/apache/pom.xml
-	mvn -q -B -f integration/apache/pom.xml package -Dlibs=$(KAFKA_LIBS) -Dproject.build.directory=$(CURDIR)/$(BUILD)/kafka/target
+	mvn -q -B -o -f integration/apache/pom.xml package -Dlibs=$(KAFKA_LIBS) 2>/dev/null || \
+	  mvn -q -B -f integration/apache/pom.xml package -Dlibs=$(KAFKA_LIBS)
 	touch $@
 
 ## build: the function as `bootstrap` for linux/arm64 and linux/amd64, stripped, version-stamped
