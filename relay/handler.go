@@ -104,11 +104,7 @@ type batchRun struct {
 	msg    Message // reused: the producer copies each message
 	sizes  []int   // per added message, for the byte count
 	added  []int   // record index of each added message
-	// blocked maps a FIFO message group to the messageId of its first
-	// failure: the group's later records are not produced.
-	blocked map[string]string
-	// groups holds each record's FIFO message group, once the batch has one.
-	groups []string
+	fifo   fifoOrder
 	// unreadable is set when the payload could not be read to its end: the
 	// batch fails whole, whatever was acknowledged.
 	unreadable error
@@ -134,17 +130,10 @@ func (b *batchRun) record(r *Record, err error) {
 	i := len(b.out.MessageIDs)
 	b.out.MessageIDs = append(b.out.MessageIDs, r.MessageID)
 	group := fifoGroup(r)
-	if group != "" && b.groups == nil {
-		b.groups = make([]string, i, cap(b.out.MessageIDs))
-	}
-	if b.groups != nil {
-		b.groups = append(b.groups, group)
-	}
+	b.fifo.track(i, group, cap(b.out.MessageIDs))
 	if err == nil && group != "" {
-		b.blockReported()
-		if first, ok := b.blocked[group]; ok {
-			err = groupBlocked(r.MessageID, group, first)
-		}
+		b.fifo.blockFailed(b.batch.Failures(), b.added, b.out.MessageIDs)
+		err = b.fifo.blockedBy(r.MessageID, group)
 	}
 	if err == nil {
 		if n := HeaderCount(r); cap(b.msg.Headers) < n {
@@ -162,33 +151,7 @@ func (b *batchRun) record(r *Record, err error) {
 		return
 	}
 	b.out.Errs = append(b.out.Errs, err)
-	if group != "" {
-		b.block(group, r.MessageID)
-	}
-}
-
-// block stops the later records of a FIFO group from being produced,
-// naming the first that failed.
-func (b *batchRun) block(group, messageID string) {
-	if b.blocked[group] != "" {
-		return
-	}
-	if b.blocked == nil {
-		b.blocked = map[string]string{}
-	}
-	b.blocked[group] = messageID
-}
-
-// blockReported blocks the groups of the messages whose delivery failed
-// since the last look, so a group's later records are not produced once
-// an earlier one is known to have failed.
-func (b *batchRun) blockReported() {
-	for _, k := range b.batch.Failures() {
-		i := b.added[k]
-		if b.groups != nil && b.groups[i] != "" {
-			b.block(b.groups[i], b.out.MessageIDs[i])
-		}
-	}
+	b.fifo.block(group, r.MessageID)
 }
 
 // finish waits for the producer, applies FIFO group blocking to what
@@ -208,23 +171,7 @@ func (b *batchRun) finish() *Outcome {
 		}
 	}
 
-	// A FIFO record acknowledged after an earlier failure in its group is
-	// failed too, so SQS redelivers the group's tail in order.
-	if b.groups != nil && (b.blocked != nil || out.Failed() > 0) {
-		failed := map[string]string{}
-		for i, group := range b.groups {
-			if group == "" {
-				continue
-			}
-			first, ok := failed[group]
-			switch {
-			case ok && out.Errs[i] == nil:
-				out.Errs[i] = groupBlocked(out.MessageIDs[i], group, first)
-			case !ok && out.Errs[i] != nil:
-				failed[group] = out.MessageIDs[i]
-			}
-		}
-	}
+	b.fifo.apply(out)
 
 	out.End = time.Now()
 	if b.unreadable != nil {
@@ -279,22 +226,6 @@ func produceDeadline(now, deadline time.Time, ok bool, margin time.Duration) tim
 		window = remaining / 2
 	}
 	return now.Add(window)
-}
-
-// fifoGroup is r's message group if its order matters: on a FIFO queue.
-// Standard (fair) queues may carry a group too. The group is tested first:
-// the ARN's bytes are in the payload, which the decoding goroutine read,
-// and fetching them costs a cache miss per record.
-func fifoGroup(r *Record) string {
-	if r.MessageGroupID == "" || !r.FIFO() {
-		return ""
-	}
-	return r.MessageGroupID
-}
-
-func groupBlocked(messageID, group, first string) error {
-	return &RecordError{MessageID: messageID, Field: "attributes.MessageGroupId", Reason: ReasonGroupBlocked,
-		Err: fmt.Errorf("record %s of message group %s failed earlier in this batch; retrying in order", first, quote(group))}
 }
 
 // perRecordLines is how many failed records a batch logs a line each for;
