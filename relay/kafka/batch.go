@@ -31,11 +31,11 @@ const clockShare = 8
 // and chunks keep them stable as a batch grows.
 const slotChunk = 1024
 
-// run is one batch while it produces. Its delivery channel is read on
+// batch is one relay batch while it produces. Its delivery channel is read on
 // every Add and in Wait; reports that arrive after Wait returned are
 // drained by a goroutine, so librdkafka's poller never blocks on them.
-type run struct {
-	s       *session
+type batch struct {
+	s       *instance
 	ctx     context.Context
 	log     *slog.Logger // the batch's, with its request id
 	release func()
@@ -63,13 +63,13 @@ type run struct {
 	done      bool
 }
 
-var _ relay.Batch = (*run)(nil)
+var _ relay.Batch = (*batch)(nil)
 
 // errPending marks a message handed to librdkafka and not yet reported.
 var errPending = &relay.ProduceError{Reason: relay.ReasonNotProduced, Err: errors.New("no delivery report from librdkafka")}
 
-func (s *session) start(ctx context.Context, sizeHint int, release func()) *run {
-	r := &run{s: s, ctx: ctx, log: relay.LogFrom(ctx), release: release, dr: make(chan kafka.Event, sizeHint), wake: make(chan struct{}, 1),
+func (s *instance) start(ctx context.Context, sizeHint int, release func()) *batch {
+	r := &batch{s: s, ctx: ctx, log: relay.LogFrom(ctx), release: release, dr: make(chan kafka.Event, sizeHint), wake: make(chan struct{}, 1),
 		state: make([]uint8, 0, sizeHint), errs: make([]error, 0, sizeHint), sentAt: make([]int64, 0, sizeHint), t0: time.Now()}
 	r.km.TopicPartition.Partition = kafka.PartitionAny
 	s.register(r)
@@ -77,7 +77,7 @@ func (s *session) start(ctx context.Context, sizeHint int, release func()) *run 
 }
 
 // Add implements relay.Batch.
-func (r *run) Add(m *relay.Message) error {
+func (r *batch) Add(m *relay.Message) error {
 	if r.stopped == nil {
 		r.stopped = r.stopCause()
 	}
@@ -133,7 +133,7 @@ func batchBytes(m *relay.Message) int {
 	return 61 + 32 + m.Size() + 10*len(m.Headers)
 }
 
-func (r *run) noteTopic(t string) {
+func (r *batch) noteTopic(t string) {
 	r.lastTopic = t
 	r.lastLimit = r.s.topicMaxBytes(t)
 	if !slices.Contains(r.topics, t) {
@@ -142,7 +142,7 @@ func (r *run) noteTopic(t string) {
 }
 
 // drain records the reports already waiting, without blocking.
-func (r *run) drain() {
+func (r *batch) drain() {
 	// Only this batch's goroutine receives from r.dr until Wait returns,
 	// so a report counted here is there to take.
 	if len(r.dr) > 0 {
@@ -151,7 +151,7 @@ func (r *run) drain() {
 }
 
 // reportWaiting records ev and the reports already waiting behind it.
-func (r *run) reportWaiting(ev kafka.Event) {
+func (r *batch) reportWaiting(ev kafka.Event) {
 	now := time.Since(r.t0)
 	r.report(ev, now)
 	for n := 1; len(r.dr) > 0; n++ {
@@ -164,7 +164,7 @@ func (r *run) reportWaiting(ev kafka.Event) {
 
 // enqueue hands r.km to librdkafka, waiting for room while its queue is
 // full.
-func (r *run) enqueue() error {
+func (r *batch) enqueue() error {
 	var bo backoff.BackOff // made only when the queue is full
 	for {
 		err := r.s.kp.Produce(&r.km, r.dr)
@@ -203,7 +203,7 @@ func (r *run) enqueue() error {
 }
 
 // stopCause is why the batch must take no more messages, or nil.
-func (r *run) stopCause() error {
+func (r *batch) stopCause() error {
 	if err := r.s.fatalErr(); err != nil {
 		return fatalCause(err)
 	}
@@ -224,7 +224,7 @@ func fatalCause(err error) error {
 // Wait implements relay.Batch: it collects delivery reports until every
 // message is reported, the deadline passes, or a batch-level cause
 // persists for the grace period.
-func (r *run) Wait() ([]error, error) {
+func (r *batch) Wait() ([]error, error) {
 	if r.done {
 		return r.errs, nil
 	}
@@ -238,7 +238,7 @@ func (r *run) Wait() ([]error, error) {
 	return r.errs, cause
 }
 
-func (r *run) wait() error {
+func (r *batch) wait() error {
 	var grace *time.Timer
 	defer func() {
 		if grace != nil {
@@ -288,7 +288,7 @@ func (r *run) wait() error {
 }
 
 // report records one delivery report, received at now since the start.
-func (r *run) report(ev kafka.Event, now time.Duration) {
+func (r *batch) report(ev kafka.Event, now time.Duration) {
 	m, ok := ev.(*kafka.Message)
 	if !ok {
 		return
@@ -311,7 +311,7 @@ func (r *run) report(ev kafka.Event, now time.Duration) {
 }
 
 // Failures implements relay.Batch.
-func (r *run) Failures() []int {
+func (r *batch) Failures() []int {
 	if !r.done {
 		r.drain()
 	}
@@ -321,14 +321,14 @@ func (r *run) Failures() []int {
 }
 
 // Latencies implements relay.Batch.
-func (r *run) Latencies() []time.Duration { return r.lat }
+func (r *batch) Latencies() []time.Duration { return r.lat }
 
 // abort purges the producer's queued and in-flight messages, collects the
 // reports that follow, and fails every message still unreported with
 // cause. A purged message may still have been written (at least once).
 // The purge is producer-wide: a concurrent batch sees its messages
 // reported as purged, and fails them.
-func (r *run) abort(cause error) error {
+func (r *batch) abort(cause error) error {
 	if r.pending > 0 {
 		_ = r.s.kp.Purge(kafka.PurgeQueue | kafka.PurgeInFlight | kafka.PurgeNonBlocking)
 		t := time.NewTimer(drainTimeout)

@@ -32,7 +32,7 @@ type Producer struct {
 	bootstrap int
 
 	mu     sync.Mutex
-	cur    *session
+	cur    *instance
 	closed bool
 }
 
@@ -80,7 +80,7 @@ func New(c relay.Config, log *slog.Logger, opts ...Option) (*Producer, error) {
 	case relay.AuthMTLS:
 		p.ident.principal = "the certificate in " + c.TLSCertFile
 	}
-	s, err := p.newSession()
+	s, err := p.newInstance()
 	if err != nil {
 		return nil, err
 	}
@@ -115,9 +115,9 @@ func (p *Producer) Close() {
 	}
 }
 
-// acquire returns the current session, first replacing one that suffered
+// acquire returns the current instance, first replacing one that suffered
 // a fatal error.
-func (p *Producer) acquire() (*session, error) {
+func (p *Producer) acquire() (*instance, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -133,7 +133,7 @@ func (p *Producer) acquire() (*session, error) {
 		}
 	}
 	if p.cur == nil {
-		s, err := p.newSession()
+		s, err := p.newInstance()
 		if err != nil {
 			return nil, err
 		}
@@ -143,7 +143,7 @@ func (p *Producer) acquire() (*session, error) {
 	return p.cur, nil
 }
 
-func (p *Producer) release(s *session) {
+func (p *Producer) release(s *instance) {
 	p.mu.Lock()
 	s.refs--
 	closeNow := s.retired && s.refs == 0
@@ -153,7 +153,7 @@ func (p *Producer) release(s *session) {
 	}
 }
 
-func (p *Producer) retire(s *session) {
+func (p *Producer) retire(s *instance) {
 	p.mu.Lock()
 	closeNow := retireLocked(s)
 	p.mu.Unlock()
@@ -164,23 +164,23 @@ func (p *Producer) retire(s *session) {
 
 // retireLocked marks s to be closed by its last user and reports whether
 // it has none left, so the caller closes it now. p.mu is held.
-func retireLocked(s *session) bool {
+func retireLocked(s *instance) bool {
 	s.retired = true
 	return s.refs == 0
 }
 
-func (p *Producer) newSession() (*session, error) {
+func (p *Producer) newInstance() (*instance, error) {
 	kp, err := kafka.NewProducer(&p.conf)
 	if err != nil {
 		return nil, fmt.Errorf("create Kafka producer: %w", err)
 	}
-	s := &session{
+	s := &instance{
 		kp:        kp,
 		grace:     p.grace,
 		log:       p.log,
 		tokens:    p.tokens,
 		ident:     p.ident,
-		batches:   map[*run]struct{}{},
+		batches:   map[*batch]struct{}{},
 		done:      make(chan struct{}),
 		tokenMu:   make(chan struct{}, 1),
 		bootstrap: p.bootstrap,

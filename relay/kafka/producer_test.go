@@ -89,7 +89,7 @@ func TestFatalErrorReplacesProducer(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for old.fatalErr() == nil {
 		if time.Now().After(deadline) {
-			t.Fatal("fatal error never reached the session")
+			t.Fatal("fatal error never reached the instance")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

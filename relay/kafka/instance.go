@@ -16,10 +16,10 @@ import (
 	"github.com/sqs-msk-relay/relay/relay"
 )
 
-// session is one librdkafka producer and the goroutines that serve its
+// instance is one librdkafka producer and the goroutines that serve its
 // events and logs for its whole life: an Events channel nobody reads stalls
 // delivery reports and token refreshes alike.
-type session struct {
+type instance struct {
 	kp     *kafka.Producer
 	grace  time.Duration
 	log    *slog.Logger
@@ -43,7 +43,7 @@ type session struct {
 	trouble atomic.Pointer[trouble] // a batch-level cause seen since the last acknowledgement
 
 	mu      sync.Mutex
-	batches map[*run]struct{}
+	batches map[*batch]struct{}
 	lastErr string // the last client error, to say why every broker is down
 	// down is set from librdkafka's first "all brokers down" until a
 	// message is acknowledged: the state is logged when it changes, not
@@ -55,7 +55,7 @@ type session struct {
 	maxBytes  sync.Map // topic → its max.message.bytes, once known
 	lookups   sync.Map // topic → a lookup of it is running
 	batchSize int      // the producer's batch.size, bytes
-	// hold keeps the session open for work of its own (a background
+	// hold keeps the instance open for work of its own (a background
 	// lookup), as a batch does; false once it is being closed.
 	hold func() (release func(), ok bool)
 }
@@ -67,17 +67,17 @@ type trouble struct {
 	err    error
 }
 
-func (s *session) fatalErr() error {
+func (s *instance) fatalErr() error {
 	if e := s.fatal.Load(); e != nil {
 		return *e
 	}
 	return nil
 }
 
-func (s *session) currentTrouble() *trouble { return s.trouble.Load() }
+func (s *instance) currentTrouble() *trouble { return s.trouble.Load() }
 
 // acknowledged clears any trouble: a broker took a message.
-func (s *session) acknowledged() {
+func (s *instance) acknowledged() {
 	if s.trouble.Load() != nil {
 		s.trouble.Store(nil)
 		s.mu.Lock()
@@ -90,8 +90,8 @@ func (s *session) acknowledged() {
 }
 
 // logLocked is the log of a running batch, which carries its request id,
-// or the session's own between batches. s.mu is held.
-func (s *session) logLocked() *slog.Logger {
+// or the instance's own between batches. s.mu is held.
+func (s *instance) logLocked() *slog.Logger {
 	for b := range s.batches {
 		if b.log != nil {
 			return b.log
@@ -100,20 +100,20 @@ func (s *session) logLocked() *slog.Logger {
 	return s.log
 }
 
-func (s *session) register(b *run) {
+func (s *instance) register(b *batch) {
 	s.mu.Lock()
 	s.batches[b] = struct{}{}
 	s.mu.Unlock()
 }
 
-func (s *session) unregister(b *run) {
+func (s *instance) unregister(b *batch) {
 	s.mu.Lock()
 	delete(s.batches, b)
 	s.mu.Unlock()
 }
 
-// wakeLocked tells every running batch to look at the session's state.
-func (s *session) wakeLocked() {
+// wakeLocked tells every running batch to look at the instance's state.
+func (s *instance) wakeLocked() {
 	for b := range s.batches {
 		select {
 		case b.wake <- struct{}{}:
@@ -122,7 +122,7 @@ func (s *session) wakeLocked() {
 	}
 }
 
-func (s *session) serveEvents() {
+func (s *instance) serveEvents() {
 	defer close(s.done)
 	for ev := range s.kp.Events() {
 		switch e := ev.(type) {
@@ -142,7 +142,7 @@ func (s *session) serveEvents() {
 	}
 }
 
-func (s *session) onError(e kafka.Error) {
+func (s *instance) onError(e kafka.Error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -196,12 +196,12 @@ func (s *session) onError(e kafka.Error) {
 
 // authFailed records a refused or impossible authentication as the
 // batch-level cause, naming the mechanism and principal, never a secret.
-func (s *session) authFailed(err error) {
+func (s *instance) authFailed(err error) {
 	s.trouble.Store(&trouble{reason: relay.ReasonAuthFailed,
 		err: fmt.Errorf("authentication failed (mechanism %s, principal %s): %w", s.ident.mechanism, s.ident.principal, err)})
 }
 
-func (s *session) serveLogs() {
+func (s *instance) serveLogs() {
 	for le := range s.kp.Logs() {
 		level := slog.LevelDebug
 		switch {
@@ -233,7 +233,7 @@ const tokenRefreshAhead = time.Minute
 // librdkafka holds is expired or about to be. It waits at most until ctx's
 // deadline (the batch's produce deadline), for a refresh already running
 // too, and then says why no token came.
-func (s *session) ensureToken(ctx context.Context) error {
+func (s *instance) ensureToken(ctx context.Context) error {
 	if s.tokens == nil {
 		return nil
 	}
@@ -253,7 +253,7 @@ func (s *session) ensureToken(ctx context.Context) error {
 }
 
 // noToken is the batch-level cause when no token could be had for a batch.
-func (s *session) noToken(ctx context.Context, err error) error {
+func (s *instance) noToken(ctx context.Context, err error) error {
 	why := "cannot make an MSK IAM token"
 	if ctx.Err() != nil {
 		why = "no MSK IAM token by the produce deadline"
@@ -264,7 +264,7 @@ func (s *session) noToken(ctx context.Context, err error) error {
 // tokenHint says where a token that does not come usually hangs.
 const tokenHint = "signing waits on the AWS credentials: with RELAY_IAM_ROLE_ARN they come from STS, which a function in a VPC reaches only through a NAT gateway or an sts interface endpoint"
 
-func (s *session) lockToken(ctx context.Context) bool {
+func (s *instance) lockToken(ctx context.Context) bool {
 	select {
 	case s.tokenMu <- struct{}{}:
 		return true
@@ -273,7 +273,7 @@ func (s *session) lockToken(ctx context.Context) bool {
 	}
 }
 
-func (s *session) unlockToken() { <-s.tokenMu }
+func (s *instance) unlockToken() { <-s.tokenMu }
 
 // refreshTimeout bounds a refresh librdkafka asked for; it retries 10 s
 // after a failure.
@@ -282,7 +282,7 @@ const refreshTimeout = 10 * time.Second
 // refreshToken signs a new token and hands it to librdkafka, or tells
 // librdkafka why it cannot. It gives up at ctx's deadline or after
 // refreshTimeout, whichever comes first.
-func (s *session) refreshToken(ctx context.Context) error {
+func (s *instance) refreshToken(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, refreshTimeout)
 	defer cancel()
 	if !s.lockToken(ctx) {
@@ -315,7 +315,7 @@ func (s *session) refreshToken(ctx context.Context) error {
 
 // close purges whatever is left, so no report is waited for, and destroys
 // the librdkafka producer.
-func (s *session) close() {
+func (s *instance) close() {
 	_ = s.kp.Purge(kafka.PurgeQueue | kafka.PurgeInFlight | kafka.PurgeNonBlocking)
 	s.kp.Close()
 	<-s.done
@@ -378,7 +378,7 @@ const diagnoseTimeout = 300 * time.Millisecond
 // (brokers down or lagging): librdkafka retries the NOT_ENOUGH_REPLICAS
 // answers without a word until the deadline. nil when none has, or when
 // the cluster cannot say within timeout.
-func (s *session) replicaShortfall(topics []string, timeout time.Duration) error {
+func (s *instance) replicaShortfall(topics []string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for _, topic := range topics {
 		left := time.Until(deadline)
@@ -408,8 +408,8 @@ func (s *session) replicaShortfall(topics []string, timeout time.Duration) error
 }
 
 // minISR is topic's min.insync.replicas, asked of the cluster once per
-// session.
-func (s *session) minISR(topic string, timeout time.Duration) (int, bool) {
+// instance.
+func (s *instance) minISR(topic string, timeout time.Duration) (int, bool) {
 	if v, ok := s.minISRs.Load(topic); ok {
 		return v.(int), true
 	}
@@ -440,7 +440,7 @@ const topicLookupTimeout = 5 * time.Second
 // broker refuses a record batch over the limit whole, with every message
 // librdkafka batched beside the large one: a message that alone would
 // exceed it is failed before it is produced, so that it fails alone.
-func (s *session) topicMaxBytes(topic string) int {
+func (s *instance) topicMaxBytes(topic string) int {
 	if v, ok := s.maxBytes.Load(topic); ok {
 		return v.(int)
 	}
@@ -472,7 +472,7 @@ func (s *session) topicMaxBytes(topic string) int {
 }
 
 // topicConfig is one of topic's configuration values.
-func (s *session) topicConfig(ctx context.Context, topic, name string) (string, bool) {
+func (s *instance) topicConfig(ctx context.Context, topic, name string) (string, bool) {
 	ac, err := kafka.NewAdminClientFromProducer(s.kp)
 	if err != nil {
 		return "", false
