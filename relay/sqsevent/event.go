@@ -283,7 +283,7 @@ func (d *eventDecoder) record(pos int) (int, error) {
 		if t == nil {
 			break
 		}
-		if end, ok := d.replay(t, pos, r); ok {
+		if end, ok := d.readByTemplate(t, pos, r); ok {
 			if t == d.tmpl2 {
 				d.tmpl, d.tmpl2 = t, d.tmpl
 			}

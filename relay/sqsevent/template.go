@@ -140,10 +140,10 @@ func (d *eventDecoder) learn(pos int) {
 	d.tmpl, d.tmpl2 = t, d.tmpl
 }
 
-// replay reads the record at pos into r through t. It reports false, with
+// readByTemplate reads the record at pos into r through t. It reports false, with
 // r and d.attrs to be reset by the caller, where the record differs from
 // the template or the general path would find a fault in it.
-func (d *eventDecoder) replay(t *template, pos int, r *Record) (int, bool) {
+func (d *eventDecoder) readByTemplate(t *template, pos int, r *Record) (int, bool) {
 	s := &d.s
 	if cap(d.tvals) < len(t.names) {
 		d.tvals = make([]attrValues, len(t.names))
