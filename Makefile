@@ -104,7 +104,7 @@ fuzz:
 ## bench: relay vs raw librdkafka vs the naive pattern on the embedded broker, one run, ratios and chart; then on the real RF-3 cluster
 bench: kafka-libs
 	mkdir -p $(BUILD) docs
-	$(GO) test -run '^$$' -bench . -skip RelayVsRaw -benchmem -count 3 -timeout 10m ./relay/ ./integration/ > $(BUILD)/bench.txt || (cat $(BUILD)/bench.txt; exit 1)
+	$(GO) test -run '^$$' -bench . -skip RelayVsRaw -benchmem -count 3 -timeout 10m ./relay/ ./relay/sqsevent/ ./integration/ > $(BUILD)/bench.txt || (cat $(BUILD)/bench.txt; exit 1)
 	$(GO) test -run '^$$' -bench '^BenchmarkRelayVsRaw$$' -benchtime 40x -count 9 -timeout 5m ./integration/ >> $(BUILD)/bench.txt || (cat $(BUILD)/bench.txt; exit 1)
 	$(GO) run ./cmd/benchtable -chart docs/throughput.png < $(BUILD)/bench.txt
 	@echo "the real RF-3 cluster (relay vs raw confluent-kafka-go alternated, and kafka-python send+flush per message):"

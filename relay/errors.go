@@ -43,6 +43,11 @@ func (e *RecordError) Error() string {
 
 func (e *RecordError) Unwrap() error { return e.Err }
 
+// ErrNoReport is where every message handed to the producer starts, in
+// the handler and in the producer alike: only a delivery report that says
+// acknowledged turns it into a success.
+var ErrNoReport = &ProduceError{Reason: ReasonNotProduced, Err: errors.New("no delivery report from the producer")}
+
 // ProduceError is why the producer could not get one message acknowledged.
 type ProduceError struct {
 	Reason string // a Reason constant, or a code derived from the Kafka error

@@ -147,7 +147,7 @@ func (b *batchRun) record(r *Record, err error) {
 	if err == nil {
 		b.added = append(b.added, i)
 		b.sizes = append(b.sizes, b.msg.Size())
-		b.out.Errs = append(b.out.Errs, errNotProduced) // until a report says otherwise
+		b.out.Errs = append(b.out.Errs, ErrNoReport) // until a report says otherwise
 		return
 	}
 	b.out.Errs = append(b.out.Errs, err)
@@ -185,9 +185,6 @@ func (b *batchRun) finish() *Outcome {
 	return out
 }
 
-// errNotProduced is where every handed-over record starts: only a
-// delivery report that says acknowledged turns it into a success.
-var errNotProduced = &ProduceError{Reason: ReasonNotProduced, Err: errors.New("no delivery report from the producer")}
 
 // afterDeadlinePerRecord is the work left per record after the produce
 // deadline on a full CPU: its purge and delivery report, its share of the

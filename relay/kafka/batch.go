@@ -65,8 +65,6 @@ type batch struct {
 
 var _ relay.Batch = (*batch)(nil)
 
-// errPending marks a message handed to librdkafka and not yet reported.
-var errPending = &relay.ProduceError{Reason: relay.ReasonNotProduced, Err: errors.New("no delivery report from librdkafka")}
 
 func (s *instance) start(ctx context.Context, sizeHint int, release func()) *batch {
 	r := &batch{s: s, ctx: ctx, log: relay.LogFrom(ctx), release: release, dr: make(chan kafka.Event, sizeHint), wake: make(chan struct{}, 1),
@@ -116,7 +114,7 @@ func (r *batch) Add(m *relay.Message) error {
 		return err
 	}
 	r.state = append(r.state, sent)
-	r.errs = append(r.errs, errPending)
+	r.errs = append(r.errs, relay.ErrNoReport)
 	if r.sendUses == 0 {
 		r.sendClock, r.sendUses = time.Since(r.t0), clockShare
 	}
