@@ -185,7 +185,6 @@ func (b *batchRun) finish() *Outcome {
 	return out
 }
 
-
 // afterDeadlinePerRecord is the work left per record after the produce
 // deadline on a full CPU: its purge and delivery report, its share of the
 // response, the logs and the metrics. Measured at 128 MB (7.2% of a CPU),

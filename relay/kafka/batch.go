@@ -65,7 +65,6 @@ type batch struct {
 
 var _ relay.Batch = (*batch)(nil)
 
-
 func (s *instance) start(ctx context.Context, sizeHint int, release func()) *batch {
 	r := &batch{s: s, ctx: ctx, log: relay.LogFrom(ctx), release: release, dr: make(chan kafka.Event, sizeHint), wake: make(chan struct{}, 1),
 		state: make([]uint8, 0, sizeHint), errs: make([]error, 0, sizeHint), sentAt: make([]int64, 0, sizeHint), t0: time.Now()}
