@@ -16,8 +16,8 @@ import (
 	"github.com/sqs-msk-relay/relay/relay"
 	"github.com/sqs-msk-relay/relay/relay/auth"
 	"github.com/sqs-msk-relay/relay/relay/doctor"
+	"github.com/sqs-msk-relay/relay/relay/initerror"
 	"github.com/sqs-msk-relay/relay/relay/kafka"
-	"github.com/sqs-msk-relay/relay/relay/runtimeapi"
 )
 
 // version is stamped by the build (-ldflags "-X main.version=...").
@@ -64,7 +64,7 @@ func main() {
 
 func initFailed(log *slog.Logger, errorType string, err error) {
 	log.Error("cannot start", "errorType", errorType, "error", err.Error())
-	if rerr := runtimeapi.ReportInitError(errorType, err); rerr != nil {
+	if rerr := initerror.Report(errorType, err); rerr != nil {
 		log.Error("cannot report the init error to Lambda", "error", rerr.Error())
 	}
 	os.Exit(1)

@@ -1,6 +1,6 @@
-// Package runtimeapi holds what the function needs from the Lambda Runtime
+// Package initerror holds what the function needs from the Lambda Runtime
 // API beyond aws-lambda-go: reporting an init error.
-package runtimeapi
+package initerror
 
 import (
 	"bytes"
@@ -11,10 +11,10 @@ import (
 	"time"
 )
 
-// ReportInitError tells Lambda that the function cannot start, so the
+// Report tells Lambda that the function cannot start, so the
 // failure shows as an init error with its reason rather than a bare exit.
 // Outside Lambda (no AWS_LAMBDA_RUNTIME_API) it does nothing.
-func ReportInitError(errorType string, cause error) error {
+func Report(errorType string, cause error) error {
 	api := os.Getenv("AWS_LAMBDA_RUNTIME_API")
 	if api == "" {
 		return nil
