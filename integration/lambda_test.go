@@ -139,8 +139,12 @@ func TestBinaryRelaysUnderRuntimeAPI(t *testing.T) {
 	if n := c.Count("events"); n != 4 {
 		t.Errorf("%d records in Kafka, want 4", n)
 	}
-	// The summary line may follow the answer by a moment.
-	waitFor(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), `"requestId":"req-2"`) })
+	// The summary line and the metrics may follow the answer by a moment
+	// (the function's stdout is copied in by another goroutine): two
+	// batch documents and one per failure reason.
+	waitFor(t, 5*time.Second, func() bool {
+		return strings.Contains(logs.String(), `"requestId":"req-2"`) && strings.Count(logs.String(), `"_aws"`) >= 3
+	})
 	out := logs.String()
 	if n := strings.Count(out, `"msg":"relay ready"`); n != 1 {
 		t.Errorf("producer built %d times, want once per sandbox", n)
