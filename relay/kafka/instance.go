@@ -473,15 +473,30 @@ func (s *instance) topicMaxBytes(topic string) int {
 
 // topicConfig is one of topic's configuration values.
 func (s *instance) topicConfig(ctx context.Context, topic, name string) (string, bool) {
+	conf, err := s.topicConfigs(ctx, topic)
+	v, ok := conf[name]
+	return v, ok && err == nil
+}
+
+// topicConfigs is topic's whole configuration, name to value.
+func (s *instance) topicConfigs(ctx context.Context, topic string) (map[string]string, error) {
 	ac, err := kafka.NewAdminClientFromProducer(s.kp)
 	if err != nil {
-		return "", false
+		return nil, err
 	}
 	defer ac.Close()
 	res, err := ac.DescribeConfigs(ctx, []kafka.ConfigResource{{Type: kafka.ResourceTopic, Name: topic}})
-	if err != nil || len(res) != 1 || res[0].Error.Code() != kafka.ErrNoError {
-		return "", false
+	if err != nil {
+		return nil, err
 	}
-	e, ok := res[0].Config[name]
-	return e.Value, ok
+	out := map[string]string{}
+	for _, r := range res {
+		if r.Error.Code() != kafka.ErrNoError {
+			return nil, r.Error
+		}
+		for k, e := range r.Config {
+			out[k] = e.Value
+		}
+	}
+	return out, nil
 }

@@ -254,23 +254,12 @@ func (p *Producer) withAdmin(fn func(ac *kafka.AdminClient) error) error {
 
 // TopicConfig is topic's configuration, name to value.
 func (p *Producer) TopicConfig(ctx context.Context, topic string) (map[string]string, error) {
-	out := map[string]string{}
-	err := p.withAdmin(func(ac *kafka.AdminClient) error {
-		res, err := ac.DescribeConfigs(ctx, []kafka.ConfigResource{{Type: kafka.ResourceTopic, Name: topic}})
-		if err != nil {
-			return err
-		}
-		for _, r := range res {
-			if r.Error.Code() != kafka.ErrNoError {
-				return r.Error
-			}
-			for k, e := range r.Config {
-				out[k] = e.Value
-			}
-		}
-		return nil
-	})
-	return out, err
+	s, err := p.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer p.release(s)
+	return s.topicConfigs(ctx, topic)
 }
 
 // Hint returns advice for a librdkafka error message, or "".

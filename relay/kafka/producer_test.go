@@ -146,6 +146,19 @@ func iamBroker(t *testing.T) (*broker.Cluster, *broker.PKI) {
 	return c, pki
 }
 
+// iamProducer is a producer on c with RELAY_AUTH=iam and tokens.
+func iamProducer(t *testing.T, c *broker.Cluster, pki *broker.PKI, tokens TokenSource) *Producer {
+	t.Helper()
+	cfg := testConfig(c.Addrs())
+	cfg.Auth, cfg.AWSRegion, cfg.TLSCAFile = relay.AuthIAM, "eu-west-1", pki.CAFile
+	p, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), WithTokenSource(tokens))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
 // countingTokens signs real tokens and counts them.
 type countingTokens struct {
 	inner TokenSource
@@ -166,13 +179,7 @@ func (c *countingTokens) Principal() string { return c.inner.Principal() }
 func TestStaleTokenRefreshedBeforeBatch(t *testing.T) {
 	c, pki := iamBroker(t)
 	tokens := &countingTokens{inner: mskiam.NewWithCredentials("eu-west-1", credentials.NewStaticCredentialsProvider("AKIDTEST", "test-secret", ""), "test-role")}
-	cfg := testConfig(c.Addrs())
-	cfg.Auth, cfg.AWSRegion, cfg.TLSCAFile = relay.AuthIAM, "eu-west-1", pki.CAFile
-	p, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), WithTokenSource(tokens))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p := iamProducer(t, c, pki, tokens)
 	for _, err := range produceN(t, p, 5) {
 		if err != nil {
 			t.Fatal(err)
@@ -294,13 +301,7 @@ func TestTokenWaitEndsAtDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := testConfig(c.Addrs())
-	cfg.Auth, cfg.AWSRegion, cfg.TLSCAFile = relay.AuthIAM, "eu-west-1", pki.CAFile
-	p, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), WithTokenSource(tokens))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p := iamProducer(t, c, pki, tokens)
 	// Twice: the first batch waits behind librdkafka's own refresh, the
 	// second signs itself.
 	for round := range 2 {
