@@ -145,9 +145,8 @@ func TestDecodeEventRepeatedKeys(t *testing.T) {
 	}
 }
 
-// TestDecodeEventRecordsTwice: a second Records array is refused; in an
-// event decoded inline, before a record is handed on, however the key is
-// spelt.
+// TestDecodeEventRecordsTwice: a second Records array is refused before a
+// record is handed on, however the key is spelt and whatever the size.
 func TestDecodeEventRecordsTwice(t *testing.T) {
 	rec := func(id string) string { return `{"messageId":"` + id + `","body":"x"}` }
 	for _, payload := range []string{
@@ -174,13 +173,15 @@ func TestDecodeEventRecordsTwice(t *testing.T) {
 			}
 		}
 	}
-	// A large event is refused too, when the second key is reached.
+	// A large event, decoded on its own goroutine, is refused before a
+	// record is handed on too.
 	big := `{"Records":[` + strings.Repeat(rec("a")+",", PipelineMinBytes/20) + rec("b") + `],"Records":[]}`
 	if _, _, err := Decode([]byte(big)); err == nil || !strings.Contains(err.Error(), "given twice") {
 		t.Errorf("large event with two Records keys: err %v", err)
 	}
-	if err := decodePipelined(newEventDecoder([]byte(big)), func(*Record, error) {}); err == nil {
-		t.Errorf("large event with two Records keys decoded pipelined without error")
+	handed := 0
+	if err := Stream([]byte(big), func(*Record, error) { handed++ }); err == nil || handed != 0 {
+		t.Errorf("large event with two Records keys: %d records handed on, err %v", handed, err)
 	}
 	// "Records" as a value or a nested key, and a \u escape of a letter
 	// elsewhere, are not a second key.
