@@ -78,12 +78,13 @@ type eventDecoder struct {
 	// empty: a batch's records are not all held at once, which spares the
 	// allocation and the garbage collector's scanning of them.
 	each func(r *Record, err error)
-	// cur is where the next record is decoded when each is set: own, or
-	// a slot that each moves on (see decodePipelined), which then also
-	// manages attrs, so that records decoded into slots keep theirs.
-	cur     *Record
-	own     Record
-	slotted bool
+	// into is where the next record is decoded when each is set: single,
+	// or a slot of a chunk that each moves on (see decodePipelined), which
+	// then also manages attrs (pipelined), so that records decoded into
+	// slots keep theirs.
+	into      *Record
+	single    Record
+	pipelined bool
 
 	// The keys of records, of their attributes, of message attribute
 	// names and of message attribute values.
@@ -94,8 +95,8 @@ type eventDecoder struct {
 	// read through templates (see template.go): a record of another
 	// layout now and then costs one miss, not two.
 	tmpl, tmpl2  *template
-	spans        []int
-	tvals        []attrValues
+	slotSpans    []int        // learn's scratch: each slot's quotes
+	slotValues   []attrValues // readByTemplate's scratch
 	hits, misses int
 	noTemplates  bool // set once they miss too often, or by tests
 }
@@ -233,65 +234,64 @@ func (d *eventDecoder) checkRecordsOnce() error {
 	return err
 }
 
-// record decodes the record at pos. A value of the wrong type fails the
-// record (if it has a messageId); a syntax error fails the event.
+// record decodes the record at pos, through a template where one fits,
+// or field by field. A value of the wrong type fails the record (if it has
+// a messageId); a syntax error fails the event.
 func (d *eventDecoder) record(pos int) (int, error) {
 	s := &d.s
-	i := d.n
 	c, j := s.peek(pos)
 	if c != '{' {
-		return j, fmt.Errorf("record %d is %s, not an object", i, s.kind(j))
+		return j, fmt.Errorf("record %d is %s, not an object", d.n, s.kind(j))
 	}
-	pos = j // where a template's first literal starts
-	d.n++
-	var r *Record
-	if d.each != nil {
-		if d.cur == nil {
-			d.cur = &d.own
-		}
-		r = d.cur
-		*r = Record{}
-		if !d.slotted {
-			d.attrs = d.attrs[:0]
-		}
-	} else {
-		d.recs = append(d.recs, Record{})
-		r = &d.recs[i]
-	}
-	var fieldErr *FieldError
-	bad := func(field string, err error) {
-		if fieldErr == nil {
-			fieldErr = &FieldError{Field: field, Err: err}
-		}
-	}
-	// typed reports whether the value at i starts with c ('"' or '{');
-	// if not, it consumes the value: a null quietly where the field is
-	// nullable, anything else noting a type error on field.
-	typed := func(i int, field string, c byte, want string, nullable bool) (bool, int, error) {
-		b, j := s.peek(i)
-		if b == c {
-			return true, j, nil
-		}
-		if nullable {
-			if j, ok := s.null(j); ok {
-				return false, j, nil
-			}
-		}
-		bad(field, fmt.Errorf("is %s, not %s", s.kind(j), want))
-		j, err := s.skip(j)
-		return false, j, err
-	}
-	// str reads a string member into dst, or notes a type error.
-	str := func(i int, field string, dst *string) (int, error) {
-		ok, i, err := typed(i, field, '"', "a string", false)
-		if !ok {
-			return i, err
-		}
-		b, i, err := s.str(i)
-		*dst = bytesToString(b)
-		return i, err
-	}
+	r := d.nextRecord()
 	attrStart := len(d.attrs)
+	if end, ok := d.readByTemplates(j, r, attrStart); ok {
+		d.deliver(r, attrStart, nil)
+		return end, nil
+	}
+	rr := recordReader{d: d, s: s, r: r, index: d.n - 1, attrStart: attrStart}
+	end, err := rr.read(j)
+	if err != nil {
+		return end, err
+	}
+	if r.MessageID == "" {
+		return end, fmt.Errorf("record %d has no messageId, so it cannot be reported on its own", rr.index)
+	}
+	if rr.fieldErr == nil && !rr.hasBody {
+		rr.fail("body", errors.New("missing"))
+	}
+	var rerr error
+	if rr.fieldErr != nil {
+		rr.fieldErr.MessageID = r.MessageID
+		rerr = rr.fieldErr
+	} else if !d.noTemplates && !rr.repeated {
+		d.learn(j)
+	}
+	d.deliver(r, attrStart, rerr)
+	return end, nil
+}
+
+// nextRecord returns the zeroed record the next one is decoded into.
+func (d *eventDecoder) nextRecord() *Record {
+	d.n++
+	if d.each == nil {
+		d.recs = append(d.recs, Record{})
+		return &d.recs[len(d.recs)-1]
+	}
+	if d.into == nil {
+		d.into = &d.single
+	}
+	*d.into = Record{}
+	if !d.pipelined {
+		d.attrs = d.attrs[:0]
+	}
+	return d.into
+}
+
+// readByTemplates reads the record at pos through the last two templates,
+// the one that fits moved first. On a miss r and its attributes are reset
+// for the general path, and templates are given up if they miss too often.
+func (d *eventDecoder) readByTemplates(pos int, r *Record, attrStart int) (int, bool) {
 	for _, t := range [2]*template{d.tmpl, d.tmpl2} {
 		if t == nil {
 			break
@@ -301,8 +301,7 @@ func (d *eventDecoder) record(pos int) (int, error) {
 				d.tmpl, d.tmpl2 = t, d.tmpl
 			}
 			d.hits++
-			d.deliver(r, attrStart, nil)
-			return end, nil
+			return end, true
 		}
 		*r = Record{}
 		d.attrs = d.attrs[:attrStart]
@@ -312,90 +311,140 @@ func (d *eventDecoder) record(pos int) (int, error) {
 			d.tmpl, d.tmpl2, d.noTemplates = nil, nil, true
 		}
 	}
-	start := pos
-	hasBody := false
+	return 0, false
+}
+
+// recordReader reads one record field by field, noting the first field of
+// the wrong type and whether any key was given twice.
+type recordReader struct {
+	d         *eventDecoder
+	s         *scanner
+	r         *Record
+	index     int // the record's position in the event
+	attrStart int // r's attributes are d.attrs[attrStart:]
+	fieldErr  *FieldError
+	hasBody   bool
 	// A key given twice is read as encoding/json reads it, the last one
 	// winning (a null included), and keeps the record from being learned
 	// as a template, whose literal would hold the first one.
-	repeated := false
-	var seen uint32
-	pos, err := s.fields(pos, &d.recordKeys, func(i, k int, _ []byte) (int, error) {
-		if k >= 0 {
-			repeated = repeated || seen&(1<<k) != 0
-			seen |= 1 << k
+	repeated bool
+}
+
+// fail notes a bad field; the first one is the record's error.
+func (rr *recordReader) fail(field string, err error) {
+	if rr.fieldErr == nil {
+		rr.fieldErr = &FieldError{Field: field, Err: err}
+	}
+}
+
+// typed reports whether the value at i starts with c ('"' or '{'); if
+// not, it consumes the value: a null quietly where the field is nullable,
+// anything else noting a type error on field.
+func (rr *recordReader) typed(i int, field string, c byte, want string, nullable bool) (bool, int, error) {
+	s := rr.s
+	b, j := s.peek(i)
+	if b == c {
+		return true, j, nil
+	}
+	if nullable {
+		if j, ok := s.null(j); ok {
+			return false, j, nil
 		}
+	}
+	rr.fail(field, fmt.Errorf("is %s, not %s", s.kind(j), want))
+	j, err := s.skip(j)
+	return false, j, err
+}
+
+// str reads a string member into dst, or notes a type error.
+func (rr *recordReader) str(i int, field string, dst *string) (int, error) {
+	ok, i, err := rr.typed(i, field, '"', "a string", false)
+	if !ok {
+		return i, err
+	}
+	b, i, err := rr.s.str(i)
+	*dst = bytesToString(b)
+	return i, err
+}
+
+// once notes key k in seen, and a repeat.
+func (rr *recordReader) once(seen *uint32, k int) {
+	if k >= 0 {
+		rr.repeated = rr.repeated || *seen&(1<<k) != 0
+		*seen |= 1 << k
+	}
+}
+
+// read reads the record's members from pos, the opening brace.
+func (rr *recordReader) read(pos int) (int, error) {
+	s, r := rr.s, rr.r
+	var seen uint32
+	return s.fields(pos, &rr.d.recordKeys, func(i, k int, _ []byte) (int, error) {
+		rr.once(&seen, k)
 		switch k {
 		case keyMessageID:
-			return str(i, "messageId", &r.MessageID)
+			return rr.str(i, "messageId", &r.MessageID)
 		case keyBody:
-			ok, i, err := typed(i, "body", '"', "a string", true)
+			ok, i, err := rr.typed(i, "body", '"', "a string", true)
 			if !ok {
-				r.Body, hasBody = nil, false
+				r.Body, rr.hasBody = nil, false
 				return i, err
 			}
 			r.Body, i, err = s.str(i)
-			hasBody = true
+			rr.hasBody = true
 			return i, err
 		case keyEventSourceARN:
-			return str(i, "eventSourceARN", &r.EventSourceARN)
+			return rr.str(i, "eventSourceARN", &r.EventSourceARN)
 		case keyAttributes:
-			r.SentTimestamp, r.ReceiveCount, r.MessageGroupID, r.SequenceNumber = "", "", "", ""
-			ok, i, err := typed(i, "attributes", '{', "an object", true)
-			if !ok {
-				return i, err
-			}
-			var seenSys uint32
-			return s.fields(i, &d.systemKeys, func(i, k int, _ []byte) (int, error) {
-				if k >= 0 {
-					repeated = repeated || seenSys&(1<<k) != 0
-					seenSys |= 1 << k
-				}
-				switch k {
-				case keySentTimestamp:
-					return str(i, "attributes.SentTimestamp", &r.SentTimestamp)
-				case keyReceiveCount:
-					return str(i, "attributes.ApproximateReceiveCount", &r.ReceiveCount)
-				case keyMessageGroupID:
-					return str(i, "attributes.MessageGroupId", &r.MessageGroupID)
-				case keySequenceNumber:
-					return str(i, "attributes.SequenceNumber", &r.SequenceNumber)
-				}
-				return s.skip(i)
-			})
+			return rr.systemAttributes(i)
 		case keyMessageAttributes:
-			d.attrs = d.attrs[:attrStart]
-			ok, i, err := typed(i, "messageAttributes", '{', "an object", true)
-			if !ok {
-				return i, err
-			}
-			return s.fields(i, &d.nameKeys, func(i, _ int, name []byte) (int, error) {
-				i, field, problem, err := d.attribute(i, name, attrStart, &repeated)
-				if problem != nil {
-					bad("messageAttributes."+string(name)+field, problem)
-				}
-				return i, err
-			})
+			return rr.messageAttributes(i)
 		}
 		return s.skip(i)
 	})
-	if err != nil {
+}
+
+// systemAttributes reads the record's attributes object at pos.
+func (rr *recordReader) systemAttributes(pos int) (int, error) {
+	r := rr.r
+	r.SentTimestamp, r.ReceiveCount, r.MessageGroupID, r.SequenceNumber = "", "", "", ""
+	ok, pos, err := rr.typed(pos, "attributes", '{', "an object", true)
+	if !ok {
 		return pos, err
 	}
-	if r.MessageID == "" {
-		return pos, fmt.Errorf("record %d has no messageId, so it cannot be reported on its own", i)
+	var seen uint32
+	return rr.s.fields(pos, &rr.d.systemKeys, func(i, k int, _ []byte) (int, error) {
+		rr.once(&seen, k)
+		switch k {
+		case keySentTimestamp:
+			return rr.str(i, "attributes.SentTimestamp", &r.SentTimestamp)
+		case keyReceiveCount:
+			return rr.str(i, "attributes.ApproximateReceiveCount", &r.ReceiveCount)
+		case keyMessageGroupID:
+			return rr.str(i, "attributes.MessageGroupId", &r.MessageGroupID)
+		case keySequenceNumber:
+			return rr.str(i, "attributes.SequenceNumber", &r.SequenceNumber)
+		}
+		return rr.s.skip(i)
+	})
+}
+
+// messageAttributes reads the record's messageAttributes object at pos
+// into d.attrs, the last one given winning over earlier ones.
+func (rr *recordReader) messageAttributes(pos int) (int, error) {
+	d := rr.d
+	d.attrs = d.attrs[:rr.attrStart]
+	ok, pos, err := rr.typed(pos, "messageAttributes", '{', "an object", true)
+	if !ok {
+		return pos, err
 	}
-	if fieldErr == nil && !hasBody {
-		bad("body", errors.New("missing"))
-	}
-	var rerr error
-	if fieldErr != nil {
-		fieldErr.MessageID = r.MessageID
-		rerr = fieldErr
-	} else if !d.noTemplates && !repeated {
-		d.learn(start)
-	}
-	d.deliver(r, attrStart, rerr)
-	return pos, nil
+	return rr.s.fields(pos, &d.nameKeys, func(i, _ int, name []byte) (int, error) {
+		i, field, problem, err := d.attribute(i, name, rr.attrStart, &rr.repeated)
+		if problem != nil {
+			rr.fail("messageAttributes."+string(name)+field, problem)
+		}
+		return i, err
+	})
 }
 
 // deliver hands on the record just read, whose attributes are
@@ -520,7 +569,7 @@ func (d *eventDecoder) addAttribute(name, dataType, stringValue, binaryValue []b
 			}
 			return ".binaryValue", fmt.Errorf("missing for dataType %s", quote(string(dataType)))
 		}
-		start := s.room(base64.StdEncoding.DecodedLen(len(binaryValue)), len(s.arena))
+		start := s.reserve(base64.StdEncoding.DecodedLen(len(binaryValue)), len(s.arena))
 		var err error
 		s.arena, err = base64.StdEncoding.AppendDecode(s.arena, binaryValue)
 		if err != nil {

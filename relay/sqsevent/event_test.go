@@ -456,7 +456,7 @@ func checkStreaming(t *testing.T, payload []byte, recs []Record, errs []error) {
 // vector boundaries.
 func TestPlain(t *testing.T) {
 	// firstStop is the index of the first quote, backslash or control
-	// byte, or len(b): what stop returns, and where plain's string ends
+	// byte, or len(b): what indexSpecial returns, and where closingQuote's string ends
 	// if that byte is a quote.
 	firstStop := func(b []byte) int {
 		for i, c := range b {
@@ -482,22 +482,22 @@ func TestPlain(t *testing.T) {
 					b[pos] = c
 					want := firstStop(b)
 					wantOK := want < len(b) && b[want] == '"'
-					gotN, gotOK := plain(b)
+					gotN, gotOK := closingQuote(b)
 					if gotOK != wantOK || wantOK && gotN != want {
-						t.Fatalf("plain(%q) = %d, %v; want %d, %v", b, gotN, gotOK, want, wantOK)
+						t.Fatalf("closingQuote(%q) = %d, %v; want %d, %v", b, gotN, gotOK, want, wantOK)
 					}
-					if got := stop(b); got != want {
-						t.Fatalf("stop(%q) = %d, want %d", b, got, want)
+					if got := indexSpecial(b); got != want {
+						t.Fatalf("indexSpecial(%q) = %d, want %d", b, got, want)
 					}
-					if got := stopWords(b); got != want {
-						t.Fatalf("stopWords(%q) = %d, want %d", b, got, want)
+					if got := indexSpecialWords(b); got != want {
+						t.Fatalf("indexSpecialWords(%q) = %d, want %d", b, got, want)
 					}
 				}
 			}
 		}
 	}
-	if _, ok := plain([]byte(strings.Repeat("x", 100))); ok {
-		t.Error("plain accepted a string without a closing quote")
+	if _, ok := closingQuote([]byte(strings.Repeat("x", 100))); ok {
+		t.Error("closingQuote accepted a string without a closing quote")
 	}
 }
 
@@ -693,10 +693,10 @@ func BenchmarkDecodeJSONBodies(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
 }
 
-// BenchmarkStop times stop, the string scan (assembly on amd64 and
-// arm64), against stopWords, its portable version, alternating them in
+// BenchmarkIndexSpecial times indexSpecial, the string scan (assembly on amd64 and
+// arm64), against indexSpecialWords, its portable version, alternating them in
 // one run, on a string as long as a messageId and on a 1 KiB body.
-func BenchmarkStop(b *testing.B) {
+func BenchmarkIndexSpecial(b *testing.B) {
 	const calls = 100 // per timing, so that reading the clock costs little
 	for _, n := range []int{36, 1024} {
 		b.Run(fmt.Sprintf("bytes=%d", n), func(b *testing.B) {
@@ -705,21 +705,21 @@ func BenchmarkStop(b *testing.B) {
 			for range b.N {
 				t0 := time.Now()
 				for range calls {
-					if stop(s) != n {
-						b.Fatal("stop missed the quote")
+					if indexSpecial(s) != n {
+						b.Fatal("indexSpecial missed the quote")
 					}
 				}
 				t1 := time.Now()
 				for range calls {
-					if stopWords(s) != n {
-						b.Fatal("stopWords missed the quote")
+					if indexSpecialWords(s) != n {
+						b.Fatal("indexSpecialWords missed the quote")
 					}
 				}
 				vector, words = vector+t1.Sub(t0), words+time.Since(t1)
 			}
-			b.ReportMetric(float64(vector.Nanoseconds())/float64(b.N*calls), "stop-ns")
-			b.ReportMetric(float64(words.Nanoseconds())/float64(b.N*calls), "stopWords-ns")
-			b.ReportMetric(words.Seconds()/vector.Seconds(), "stopWords/stop")
+			b.ReportMetric(float64(vector.Nanoseconds())/float64(b.N*calls), "vector-ns")
+			b.ReportMetric(float64(words.Nanoseconds())/float64(b.N*calls), "words-ns")
+			b.ReportMetric(words.Seconds()/vector.Seconds(), "words/vector")
 			b.ReportMetric(0, "ns/op")
 		})
 	}

@@ -18,7 +18,7 @@ import (
 type scanner struct {
 	buf []byte
 	// arena holds strings that needed unescaping and decoded Binary
-	// values, in blocks (see room): what is written there is never moved
+	// values, in blocks (see reserve): what is written there is never moved
 	// or written again, so slices of it stay valid and unchanged.
 	arena []byte
 	// The last string unescaped: where its contents start in buf (0 for
@@ -270,7 +270,7 @@ func (s *scanner) str(i int) ([]byte, int, error) {
 	if err != nil {
 		return nil, i, err
 	}
-	if n, ok := plain(s.buf[i:]); ok {
+	if n, ok := closingQuote(s.buf[i:]); ok {
 		return s.buf[i : i+n : i+n], i + n + 1, nil
 	}
 	if i == s.lastAt {
@@ -283,22 +283,22 @@ func (s *scanner) str(i int) ([]byte, int, error) {
 	return v, end, err
 }
 
-// plain finds the closing quote of a string whose contents start at b[0].
+// closingQuote finds the closing quote of a string whose contents start at b[0].
 // It reports ok only when the contents hold neither an escape nor a
 // control character; otherwise the caller takes the unescaping path,
 // which also says where the string is malformed. The first eight bytes
 // are checked inline, which is all most keys and values need; the rest
-// of a longer string by stop, sixteen bytes at a time where there is
+// of a longer string by indexSpecial, sixteen bytes at a time where there is
 // assembly for it.
-func plain(b []byte) (n int, ok bool) {
+func closingQuote(b []byte) (n int, ok bool) {
 	if len(b) < 8 {
-		n = stopWords(b)
+		n = indexSpecialWords(b)
 	} else if m, mq := stops(binary.LittleEndian.Uint64(b)); m != 0 {
-		// The lowest stop is a quote if mq has it: mq's lowest bit is
+		// The lowest special byte is a quote if mq has it: mq's lowest bit is
 		// exact too, and it has none below a quote.
 		return bits.TrailingZeros64(m) / 8, m&-m&mq != 0
 	} else {
-		n = 8 + stop(b[8:])
+		n = 8 + indexSpecial(b[8:])
 	}
 	return n, n < len(b) && b[n] == '"'
 }
@@ -315,10 +315,10 @@ func stops(x uint64) (m, mq uint64) {
 	return mq | ((e-lo)&^e|(x-lo*0x20)&^x)&hi, mq
 }
 
-// stopWords returns the index of the first quote, backslash or control
-// byte in b, or len(b), eight bytes at a time: stop where there is no
+// indexSpecialWords returns the index of the first quote, backslash or control
+// byte in b, or len(b), eight bytes at a time: indexSpecial where there is no
 // assembly, and its reference in tests where there is.
-func stopWords(b []byte) int {
+func indexSpecialWords(b []byte) int {
 	i := 0
 	for ; i+8 <= len(b); i += 8 {
 		if m, _ := stops(binary.LittleEndian.Uint64(b[i:])); m != 0 {
@@ -338,7 +338,7 @@ func stopWords(b []byte) int {
 func (s *scanner) unescape(i int) ([]byte, int, error) {
 	out := len(s.arena)
 	for i < len(s.buf) {
-		i, out = s.copyRun(i, out)
+		i, out = s.copyToEscape(i, out)
 		if i >= len(s.buf) {
 			break
 		}
@@ -353,7 +353,7 @@ func (s *scanner) unescape(i int) ([]byte, int, error) {
 		}
 		esc := s.buf[i+1]
 		i += 2
-		out = s.room(utf8.UTFMax, out)
+		out = s.reserve(utf8.UTFMax, out)
 		switch esc {
 		case '"', '\\', '/':
 			s.arena = append(s.arena, esc)
@@ -401,10 +401,10 @@ func (s *scanner) unescape(i int) ([]byte, int, error) {
 // copied: an event of JSON bodies unescapes about as many bytes as it has.
 const arenaBlock = 64 << 10
 
-// room makes room in the arena for n more bytes of the value being written
+// reserve makes room in the arena for n more bytes of the value being written
 // from out, and returns where that value starts: in a new block, with what
 // is written of it so far, when the current block is full.
-func (s *scanner) room(n, out int) int {
+func (s *scanner) reserve(n, out int) int {
 	if cap(s.arena)-len(s.arena) >= n {
 		return out
 	}
@@ -413,15 +413,15 @@ func (s *scanner) room(n, out int) int {
 	return 0
 }
 
-// copyRun appends to the arena the bytes from i up to the next quote,
+// copyToEscape appends to the arena the bytes from i up to the next quote,
 // backslash or control byte, unescaping \" \\ and \/ on the way, and
 // returns that byte's index (or len(buf)) and where the value being
 // written from out now starts. Eight bytes are moved at a time: the whole
 // word is written past the arena's length, which then moves over the
 // bytes that belong; nothing holds a slice of the arena beyond its length.
-func (s *scanner) copyRun(i, out int) (int, int) {
+func (s *scanner) copyToEscape(i, out int) (int, int) {
 	for i+8 <= len(s.buf) {
-		out = s.room(8, out)
+		out = s.reserve(8, out)
 		x := binary.LittleEndian.Uint64(s.buf[i:])
 		n := len(s.arena)
 		binary.LittleEndian.PutUint64(s.arena[n:n+8], x)
@@ -442,8 +442,8 @@ func (s *scanner) copyRun(i, out int) (int, int) {
 		s.arena = s.arena[:n+8]
 		i += 8
 	}
-	j := i + stop(s.buf[i:])
-	out = s.room(j-i, out)
+	j := i + indexSpecial(s.buf[i:])
+	out = s.reserve(j-i, out)
 	s.arena = append(s.arena, s.buf[i:j]...)
 	return j, out
 }
@@ -476,14 +476,14 @@ func (s *scanner) skip(i int) (int, error) {
 	case '"':
 		// Validate without copying escapes into the arena.
 		i++
-		if n, ok := plain(s.buf[i:]); ok {
+		if n, ok := closingQuote(s.buf[i:]); ok {
 			return i + n + 1, nil
 		}
 		if i == s.lastAt {
 			return s.lastEnd, nil
 		}
 		for i < len(s.buf) {
-			if i += stop(s.buf[i:]); i >= len(s.buf) {
+			if i += indexSpecial(s.buf[i:]); i >= len(s.buf) {
 				break
 			}
 			switch c := s.buf[i]; {

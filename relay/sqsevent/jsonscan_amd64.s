@@ -2,13 +2,13 @@
 
 #include "textflag.h"
 
-// func stop(b []byte) int
+// func indexSpecial(b []byte) int
 //
 // SSE2, which every amd64 has: per 16 bytes, the quotes, the backslashes
 // and the bytes equal to their minimum with 0x1f (the control bytes) are
 // marked, and the first mark found with BSF. The last 15 bytes or fewer
 // are read one at a time, never past the slice.
-TEXT ·stop(SB), NOSPLIT, $0-32
+TEXT ·indexSpecial(SB), NOSPLIT, $0-32
 	MOVQ b_base+0(FP), SI
 	MOVQ b_len+8(FP), BX
 	XORQ AX, AX

@@ -2,14 +2,14 @@
 
 #include "textflag.h"
 
-// func stop(b []byte) int
+// func indexSpecial(b []byte) int
 //
 // NEON: per 16 bytes, the quotes, the backslashes and the bytes equal to
 // their minimum with 0x1f (the control bytes) are marked; the marks are
 // moved to two general registers, and the first found with RBIT and CLZ
 // (little-endian: the lowest bits are the first bytes). The last 15 bytes
 // or fewer are read one at a time, never past the slice.
-TEXT ·stop(SB), NOSPLIT, $0-32
+TEXT ·indexSpecial(SB), NOSPLIT, $0-32
 	MOVD b_base+0(FP), R0
 	MOVD b_len+8(FP), R1
 	MOVD $0, R2

@@ -2,10 +2,10 @@
 
 package sqsevent
 
-// stop returns the index of the first quote, backslash or control byte in
+// indexSpecial returns the index of the first quote, backslash or control byte in
 // b, or len(b), sixteen bytes at a time (jsonscan_$GOARCH.s): a 1 KiB
 // body in about half the time of IndexByte for the quote, IndexByte for a
 // backslash and a word-wide pass for control bytes.
 //
 //go:noescape
-func stop(b []byte) int
+func indexSpecial(b []byte) int

@@ -2,6 +2,6 @@
 
 package sqsevent
 
-// stop returns the index of the first quote, backslash or control byte in
+// indexSpecial returns the index of the first quote, backslash or control byte in
 // b, or len(b).
-func stop(b []byte) int { return stopWords(b) }
+func indexSpecial(b []byte) int { return indexSpecialWords(b) }

@@ -68,7 +68,7 @@ func decodePipelined(d *eventDecoder, each func(*Record, error)) error {
 		// Records are decoded straight into the chunk's slots, and their
 		// attributes into its buffer, which goes with it when it is full.
 		c := <-free
-		d.cur, d.attrs, d.slotted = &c.recs[0], c.attrs[:0], true
+		d.into, d.attrs, d.pipelined = &c.recs[0], c.attrs[:0], true
 		d.each = func(_ *Record, rerr error) {
 			c.errs[c.n] = rerr
 			c.n++
@@ -86,7 +86,7 @@ func decodePipelined(d *eventDecoder, each func(*Record, error)) error {
 				}
 				d.attrs = c.attrs[:0]
 			}
-			d.cur = &c.recs[c.n]
+			d.into = &c.recs[c.n]
 		}
 		err = d.event()
 		if c.n > 0 {

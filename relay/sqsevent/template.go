@@ -76,13 +76,13 @@ func (d *eventDecoder) learn(pos int) {
 	t := d.tmpl2
 	if t == nil {
 		t = &template{slots: make([]slot, 0, 32), lits: make([]string, 0, 33), names: make([]string, 0, 10)}
-		if d.spans == nil {
-			d.spans = make([]int, 0, 64)
+		if d.slotSpans == nil {
+			d.slotSpans = make([]int, 0, 64)
 		}
 	}
 	t.slots, t.lits, t.names = t.slots[:0], t.lits[:0], t.names[:0]
-	spans := d.spans[:0] // each slot's opening and past-closing quote
-	defer func() { d.spans = spans }()
+	quotes := d.slotSpans[:0] // each slot's opening and past-closing quote
+	defer func() { d.slotSpans = quotes }()
 	value := func(i int, kind uint8, attr int) (int, error) {
 		c, j := s.peek(i)
 		if c != '"' {
@@ -90,7 +90,7 @@ func (d *eventDecoder) learn(pos int) {
 		}
 		end, err := s.skip(j)
 		t.slots = append(t.slots, slot{kind: kind, attr: attr})
-		spans = append(spans, j, end)
+		quotes = append(quotes, j, end)
 		return end, err
 	}
 	object := func(i int, member func(i int, key []byte) (int, error)) (int, error) {
@@ -132,9 +132,9 @@ func (d *eventDecoder) learn(pos int) {
 		return
 	}
 	from := start
-	for k := 0; k < len(spans); k += 2 {
-		t.lits = append(t.lits, bytesToString(s.buf[from:spans[k]]))
-		from = spans[k+1]
+	for k := 0; k < len(quotes); k += 2 {
+		t.lits = append(t.lits, bytesToString(s.buf[from:quotes[k]]))
+		from = quotes[k+1]
 	}
 	t.lits = append(t.lits, bytesToString(s.buf[from:end]))
 	d.tmpl, d.tmpl2 = t, d.tmpl
@@ -145,10 +145,10 @@ func (d *eventDecoder) learn(pos int) {
 // the template or the general path would find a fault in it.
 func (d *eventDecoder) readByTemplate(t *template, pos int, r *Record) (int, bool) {
 	s := &d.s
-	if cap(d.tvals) < len(t.names) {
-		d.tvals = make([]attrValues, len(t.names))
+	if cap(d.slotValues) < len(t.names) {
+		d.slotValues = make([]attrValues, len(t.names))
 	}
-	vals := d.tvals[:len(t.names)]
+	vals := d.slotValues[:len(t.names)]
 	clear(vals)
 	i := pos
 	for k, sl := range t.slots {
