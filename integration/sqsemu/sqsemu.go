@@ -4,8 +4,9 @@
 // message-move APIs fauxqs lacks and passes every other request through.
 //
 // Quirks of fauxqs worth knowing: it listens on every interface (so the
-// port is random, FAUXQS_PORT=0, and read from its log), and it accepts a
-// bogus receipt handle on delete.
+// port is random, FAUXQS_PORT=0, and read from its log), it accepts a
+// bogus receipt handle on delete, and its FIFO receive returned one
+// message per group where SQS returns up to ten (fixed here: fifo.go).
 package sqsemu
 
 import (
@@ -55,6 +56,9 @@ func Start(root string) (*Emulator, error) {
 		if _, err := os.Stat(f); err != nil {
 			return nil, fmt.Errorf("fauxqs is not installed (run `npm ci`; make test and make run do): %w", err)
 		}
+	}
+	if err := fixFIFOReceive(root); err != nil {
+		return nil, err
 	}
 	cmd := exec.Command(node, cli)
 	cmd.Env = append(os.Environ(), "FAUXQS_PORT=0", "FAUXQS_HOST=127.0.0.1", "FAUXQS_DEFAULT_REGION="+Region, "NODE_NO_WARNINGS=1")
