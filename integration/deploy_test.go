@@ -159,10 +159,14 @@ func TestServerlessTemplate(t *testing.T) {
 			for _, name := range []string{"RELAY_BROKERS", "RELAY_TOPIC", "RELAY_AUTH", "RELAY_TOPIC_ATTRIBUTE", "RELAY_ALLOWED_TOPICS",
 				"RELAY_KEY_ATTRIBUTE", "RELAY_MAX_MESSAGE_BYTES", "RELAY_DEADLINE_MARGIN", "RELAY_BROKERS_DOWN_GRACE", "RELAY_KAFKA_PROPERTIES",
 				"RELAY_TLS_CA_FILE", "RELAY_TLS_CERT_FILE", "RELAY_TLS_KEY_FILE", "RELAY_SCRAM_USERNAME", "RELAY_SCRAM_PASSWORD",
-				"RELAY_SCRAM_SECRET_ARN", "RELAY_IAM_ROLE_ARN", "RELAY_IAM_TOKEN_LIFETIME", "RELAY_AWS_REGION", "RELAY_LOG_LEVEL"} {
+				"RELAY_SCRAM_SECRET_ARN", "RELAY_IAM_ROLE_ARN", "RELAY_IAM_TOKEN_LIFETIME", "RELAY_AWS_REGION", "RELAY_LOG_LEVEL",
+				"RELAY_DLQ_URL", "RELAY_RETRY_BASE", "RELAY_RETRY_MAX"} {
 				if _, ok := env[name]; !ok {
 					t.Errorf("environment lacks %s", name)
 				}
+			}
+			if fmt.Sprint(c.eval(env["RELAY_DLQ_URL"])) != "map[Ref:DeadLetterQueue]" {
+				t.Errorf("RELAY_DLQ_URL %v, want the DLQ's URL", c.eval(env["RELAY_DLQ_URL"]))
 			}
 			if env["RELAY_AUTH"] != "iam" || env["RELAY_BROKERS"] == "" {
 				t.Errorf("RELAY_AUTH %v, RELAY_BROKERS %v", env["RELAY_AUTH"], env["RELAY_BROKERS"])
@@ -213,6 +217,19 @@ func TestServerlessTemplate(t *testing.T) {
 			if num(t, get(dlq, "MessageRetentionPeriod")) != 1209600 {
 				t.Errorf("DLQ retention %v, want 14 days", get(dlq, "MessageRetentionPeriod"))
 			}
+			// A record waits out up to about 12 h of backoff before its last
+			// receive: the source keeps it longer, the DLQ longer still.
+			if r := num(t, get(q, "MessageRetentionPeriod")); r < 2*12*3600 || r >= num(t, get(dlq, "MessageRetentionPeriod")) {
+				t.Errorf("source retention %d s: want at least a day, and less than the DLQ's", r)
+			}
+			// The SQS interface endpoint: asked for in the test stage only.
+			ep := get(res, "SqsVpcEndpoint")
+			if ep == nil || get(ep, "Condition") != "CreateSqsEndpoint" || c.cond("CreateSqsEndpoint") == fifo {
+				t.Errorf("SQS VPC endpoint %v, condition true %v, want it created in the test stage only", ep, c.cond("CreateSqsEndpoint"))
+			} else if !fifo && (get(ep, "Properties", "ServiceName") != "com.amazonaws.eu-west-1.sqs" ||
+				get(ep, "Properties", "VpcEndpointType") != "Interface" || get(ep, "Properties", "VpcId") != "vpc-0123456789abcdef0") {
+				t.Errorf("SQS endpoint %v", get(ep, "Properties"))
+			}
 			name := fmt.Sprint(c.eval(get(q, "QueueName")))
 			if isFifo := c.eval(get(q, "FifoQueue")) == true; isFifo != fifo || strings.HasSuffix(name, ".fifo") != fifo ||
 				strings.HasSuffix(fmt.Sprint(c.eval(get(dlq, "QueueName"))), ".fifo") != fifo {
@@ -241,6 +258,9 @@ func TestServerlessTemplate(t *testing.T) {
 				"sqs:ReceiveMessage":                  {"map[Fn::GetAtt:[SourceQueue Arn]]"},
 				"sqs:DeleteMessage":                   {"map[Fn::GetAtt:[SourceQueue Arn]]"},
 				"sqs:GetQueueAttributes":              {"map[Fn::GetAtt:[SourceQueue Arn]]"},
+				"sqs:ChangeMessageVisibility":         {"map[Fn::GetAtt:[SourceQueue Arn]]"},
+				"sqs:GetQueueUrl":                     {"map[Fn::GetAtt:[SourceQueue Arn]]"},
+				"sqs:SendMessage":                     {"map[Fn::GetAtt:[DeadLetterQueue Arn]]"},
 			}
 			got := map[string][]string{}
 			for _, pol := range get(res, "IamRoleLambdaExecution", "Properties", "Policies").([]any) {

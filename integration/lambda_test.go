@@ -14,6 +14,7 @@ import (
 
 	"github.com/sqs-msk-relay/relay/integration/broker"
 	"github.com/sqs-msk-relay/relay/integration/runtimeapi"
+	"github.com/sqs-msk-relay/relay/integration/sqsemu"
 )
 
 var (
@@ -286,12 +287,30 @@ func TestBinaryAnswersDoctorEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	emu, err := sqsemu.Start(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { emu.Close() })
+	creds := []string{"AWS_REGION=" + sqsemu.Region, "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test"}
+	// Without the failure policy there is no SQS step; with it, the last
+	// step says whether the SQS API answers.
 	for _, tc := range []struct {
-		topic  string
-		ok     bool
-		inHint string
-	}{{"events", true, ""}, {"orders", false, "MSK does not create topics"}} {
-		api, _, _ := startFunction(t, "RELAY_BROKERS="+c.Addrs(), "RELAY_TOPIC="+tc.topic, "RELAY_AUTH=none")
+		topic, lastStep string
+		env             []string
+		ok              bool
+		inHint          string
+	}{
+		{"events", "topic events", []string{"RELAY_RETRY_BASE=0"}, true, ""},
+		{"orders", "topic orders", []string{"RELAY_RETRY_BASE=0"}, false, "MSK does not create topics"},
+		{"events", "sqs api", append([]string{"AWS_ENDPOINT_URL_SQS=" + emu.Endpoint}, creds...), true, ""},
+		{"events", "sqs api", append([]string{"AWS_ENDPOINT_URL_SQS=http://127.0.0.1:1"}, creds...), false, "sqs interface endpoint"},
+	} {
+		api, _, _ := startFunction(t, append([]string{"RELAY_BROKERS=" + c.Addrs(), "RELAY_TOPIC=" + tc.topic, "RELAY_AUTH=none"}, tc.env...)...)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		res, err := api.Invoke(ctx, []byte(`{"relay":"doctor"}`), 20*time.Second)
 		cancel()
@@ -310,8 +329,8 @@ func TestBinaryAnswersDoctorEvent(t *testing.T) {
 			t.Fatalf("report %s: %v", res.Payload, err)
 		}
 		last := rep.Steps[len(rep.Steps)-1]
-		if rep.OK != tc.ok || last.Step != "topic "+tc.topic || last.OK != tc.ok || !strings.Contains(last.Hint, tc.inHint) {
-			t.Errorf("topic %s: report %s", tc.topic, res.Payload)
+		if rep.OK != tc.ok || last.Step != tc.lastStep || last.OK != tc.ok || !strings.Contains(last.Hint, tc.inHint) {
+			t.Errorf("topic %s, %v: report %s", tc.topic, tc.env, res.Payload)
 		}
 	}
 }

@@ -140,6 +140,10 @@ type StackConfig struct {
 	// IAM runs the broker with TLS and MSK IAM token checks, and the
 	// function with RELAY_AUTH=iam and made-up static credentials.
 	IAM bool
+	// Prepare, if set, runs once the SQS emulator is up and before the
+	// function starts (to create queues), and returns more RELAY_*
+	// settings (RELAY_DLQ_URL).
+	Prepare func(s *Stack) ([]string, error)
 	// External, if set, is a Kafka cluster the stack uses instead of
 	// starting kfake (integration/apache's real one); Topics and
 	// BrokerOpts are then the caller's business.
@@ -214,7 +218,19 @@ func StartStack(cfg StackConfig) (_ *Stack, err error) {
 			return nil, err
 		}
 	}
+	// The function reaches the emulator for its failure policy through
+	// the SDK's standard endpoint setting. The backoff is off unless a
+	// test turns it on: the tests' short visibility timeouts retry fast.
+	env = append([]string{"AWS_ENDPOINT_URL_SQS=" + s.SQS.Endpoint, "AWS_REGION=" + sqsemu.Region,
+		"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "RELAY_RETRY_BASE=0"}, env...)
 	env = append(append(env, "RELAY_BROKERS="+brokers), cfg.FunctionEnv...)
+	if cfg.Prepare != nil {
+		more, err := cfg.Prepare(s)
+		if err != nil {
+			return nil, err
+		}
+		env = append(env, more...)
+	}
 	if s.Fn, err = StartManagedFunction([]string{cfg.Binary}, env, cfg.FunctionTimeout, cfg.Logs); err != nil {
 		return nil, err
 	}

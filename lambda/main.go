@@ -12,12 +12,15 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/config"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/sqs-msk-relay/relay/relay"
 	"github.com/sqs-msk-relay/relay/relay/auth"
 	"github.com/sqs-msk-relay/relay/relay/doctor"
 	"github.com/sqs-msk-relay/relay/relay/initerror"
 	"github.com/sqs-msk-relay/relay/relay/kafka"
+	relaysqs "github.com/sqs-msk-relay/relay/relay/sqs"
 )
 
 // version is stamped by the build (-ldflags "-X main.version=...").
@@ -56,8 +59,21 @@ func main() {
 	log.Info("relay ready", "brokers", cfg.Brokers, "topic", cfg.Topic, "auth", cfg.Auth, "clientId", cfg.ClientID)
 	h := relay.NewHandler(cfg, p, log)
 	h.Metrics = &relay.Metrics{W: os.Stdout, FunctionName: cfg.ClientID}
+	if h.Retry.Base > 0 || h.DeadLetters {
+		// The endpoint comes from the SDK's own configuration
+		// (AWS_ENDPOINT_URL_SQS); the calls are bounded per batch.
+		if awsCfg, err := config.LoadDefaultConfig(ctx); err != nil {
+			log.Warn("no SQS client: failed records come back after the queue's visibility timeout", "error", err.Error())
+		} else {
+			h.Queue = relaysqs.NewQueue(awssqs.NewFromConfig(awsCfg), cfg.DLQURL)
+		}
+	}
+	var sqsPing func(ctx context.Context) (string, error)
+	if q, ok := h.Queue.(*relaysqs.Queue); ok {
+		sqsPing = q.Ping
+	}
 	h.Diagnose = func(ctx context.Context) any {
-		return doctor.Run(ctx, a.Config, doctor.Options{Tokens: a.TokenSource()})
+		return doctor.Run(ctx, a.Config, doctor.Options{Tokens: a.TokenSource(), SQS: sqsPing})
 	}
 	lambda.Start(h)
 }

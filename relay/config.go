@@ -69,6 +69,20 @@ type Config struct {
 	// RELAY_BROKERS_DOWN_GRACE, Go duration, default 3s.
 	BrokersDownGrace time.Duration
 
+	// DLQURL is the dead-letter queue the relay sends permanently failed
+	// records to itself, on their first receive (policy.go); the source
+	// queue's redrive policy should name the same queue. RELAY_DLQ_URL,
+	// default unset: they reach the DLQ after maxReceiveCount receives.
+	DLQURL string
+	// RetryBase is the visibility given a record failed transiently on its
+	// first receive; it quadruples with each receive. RELAY_RETRY_BASE, Go
+	// duration, default 1m; 0 turns the backoff off.
+	RetryBase time.Duration
+	// RetryMax caps the backoff, and is the visibility given on the last
+	// receive before the DLQ. RELAY_RETRY_MAX, Go duration, default and
+	// most 11h40m (SQS allows 12 h from the receive).
+	RetryMax time.Duration
+
 	// KafkaProperties are extra librdkafka properties, applied over the
 	// relay's own; kafka.CheckProperties says which are allowed.
 	// RELAY_KAFKA_PROPERTIES, "key=value,key=value".
@@ -100,6 +114,8 @@ const (
 	DefaultDeadlineMargin   = time.Second
 	DefaultBrokersDownGrace = 3 * time.Second
 	DefaultClientID         = "sqs-msk-relay"
+	DefaultRetryBase        = time.Minute
+	DefaultRetryMax         = MaxVisibility
 
 	minDeadlineMargin = 200 * time.Millisecond
 	// maxMessageBytes is librdkafka's ceiling for message.max.bytes.
@@ -125,6 +141,8 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 		BrokersDownGrace: DefaultBrokersDownGrace,
 		ClientID:         DefaultClientID,
 		LogLevel:         slog.LevelInfo,
+		RetryBase:        DefaultRetryBase,
+		RetryMax:         DefaultRetryMax,
 	}
 	var errs []error
 	bad := func(name, value, format string, args ...any) {
@@ -244,6 +262,39 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 		default:
 			c.BrokersDownGrace = d
 		}
+	}
+
+	if v, ok := get("RELAY_DLQ_URL"); ok {
+		if !strings.HasPrefix(v, "https://") && !strings.HasPrefix(v, "http://") {
+			bad("RELAY_DLQ_URL", v, "not a queue URL such as https://sqs.eu-west-1.amazonaws.com/123456789012/events-dlq")
+		} else {
+			c.DLQURL = v
+		}
+	}
+	if v, ok := get("RELAY_RETRY_BASE"); ok {
+		d, err := time.ParseDuration(v)
+		switch {
+		case err != nil:
+			bad("RELAY_RETRY_BASE", v, "not a Go duration such as 1m, or 0 for no backoff")
+		case d < 0 || d > MaxVisibility:
+			bad("RELAY_RETRY_BASE", v, "must be between 0 and %v", MaxVisibility)
+		default:
+			c.RetryBase = d
+		}
+	}
+	if v, ok := get("RELAY_RETRY_MAX"); ok {
+		d, err := time.ParseDuration(v)
+		switch {
+		case err != nil:
+			bad("RELAY_RETRY_MAX", v, "not a Go duration such as 11h40m")
+		case d < time.Second || d > MaxVisibility:
+			bad("RELAY_RETRY_MAX", v, "must be between 1s and %v: SQS allows a visibility of 12 h from the receive", MaxVisibility)
+		default:
+			c.RetryMax = d
+		}
+	}
+	if c.RetryBase > c.RetryMax {
+		errs = append(errs, fmt.Errorf("RELAY_RETRY_BASE=%v is above RELAY_RETRY_MAX=%v", c.RetryBase, c.RetryMax))
 	}
 
 	if v, ok := get("RELAY_KAFKA_PROPERTIES"); ok {

@@ -38,6 +38,8 @@ func TestConfigDefaults(t *testing.T) {
 		BrokersDownGrace: 3 * time.Second,
 		ClientID:         "sqs-msk-relay",
 		LogLevel:         slog.LevelInfo,
+		RetryBase:        time.Minute,
+		RetryMax:         11*time.Hour + 40*time.Minute,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got %+v\nwant %+v", c, want)
@@ -55,6 +57,9 @@ func TestConfigValues(t *testing.T) {
 		"RELAY_KAFKA_PROPERTIES":   "linger.ms=20, compression.type=lz4",
 		"AWS_LAMBDA_FUNCTION_NAME": "relay-prod",
 		"RELAY_LOG_LEVEL":          "debug",
+		"RELAY_DLQ_URL":            "https://sqs.eu-west-1.amazonaws.com/123456789012/events-dlq",
+		"RELAY_RETRY_BASE":         "0",
+		"RELAY_RETRY_MAX":          "2h",
 	})))
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +67,7 @@ func TestConfigValues(t *testing.T) {
 	if c.TopicAttribute != "route" || !reflect.DeepEqual(c.AllowedTopics, []string{"audit", "billing"}) ||
 		c.KeyAttribute != "customer" || c.MaxMessageBytes != 2000000 || c.DeadlineMargin != 1500*time.Millisecond ||
 		c.BrokersDownGrace != 5*time.Second || c.ClientID != "relay-prod" || c.LogLevel != slog.LevelDebug ||
+		c.DLQURL != "https://sqs.eu-west-1.amazonaws.com/123456789012/events-dlq" || c.RetryBase != 0 || c.RetryMax != 2*time.Hour ||
 		!reflect.DeepEqual(c.KafkaProperties, map[string]string{"linger.ms": "20", "compression.type": "lz4"}) {
 		t.Errorf("got %+v", c)
 	}
@@ -107,6 +113,11 @@ func TestConfigErrors(t *testing.T) {
 		{map[string]string{"RELAY_MAX_MESSAGE_BYTES": "2000000000"}, `RELAY_MAX_MESSAGE_BYTES="2000000000": must be between`},
 		{map[string]string{"RELAY_DEADLINE_MARGIN": "1000"}, `RELAY_DEADLINE_MARGIN="1000": not a Go duration`},
 		{map[string]string{"RELAY_DEADLINE_MARGIN": "50ms"}, `RELAY_DEADLINE_MARGIN="50ms": below the minimum 200ms`},
+		{map[string]string{"RELAY_DLQ_URL": "events-dlq"}, `RELAY_DLQ_URL="events-dlq": not a queue URL`},
+		{map[string]string{"RELAY_RETRY_BASE": "60"}, `RELAY_RETRY_BASE="60": not a Go duration`},
+		{map[string]string{"RELAY_RETRY_BASE": "-1s"}, `RELAY_RETRY_BASE="-1s": must be between 0 and 11h40m0s`},
+		{map[string]string{"RELAY_RETRY_MAX": "12h"}, `RELAY_RETRY_MAX="12h": must be between 1s and 11h40m0s`},
+		{map[string]string{"RELAY_RETRY_BASE": "2h", "RELAY_RETRY_MAX": "1h"}, `RELAY_RETRY_BASE=2h0m0s is above RELAY_RETRY_MAX=1h0m0s`},
 		{map[string]string{"RELAY_BROKERS_DOWN_GRACE": "soon"}, `RELAY_BROKERS_DOWN_GRACE="soon": not a Go duration`},
 		{map[string]string{"RELAY_BROKERS_DOWN_GRACE": "-1s"}, `RELAY_BROKERS_DOWN_GRACE="-1s": must be positive`},
 		{map[string]string{"RELAY_KAFKA_PROPERTIES": "linger.ms"}, "RELAY_KAFKA_PROPERTIES: entry 1 is not key=value"},
@@ -180,5 +191,61 @@ func TestProduceDeadline(t *testing.T) {
 	}
 	if got := produceDeadline(now, time.Time{}, false, time.Second).Sub(now); got != maxProduceWindow {
 		t.Errorf("no deadline: window %v, want %v", got, maxProduceWindow)
+	}
+}
+
+// TestRetryDelay: the backoff quadruples from Base, jittered up by at most
+// a quarter of its step, and the receive before the last waits Max, so
+// that with the defaults and maxReceiveCount 5 a healthy record reaches
+// the DLQ only after an outage of more than 12 hours.
+func TestRetryDelay(t *testing.T) {
+	r := Retry{Base: time.Minute, Max: MaxVisibility}
+	tests := []struct {
+		receives, maxReceives int
+		jitter                float64
+		want                  time.Duration
+	}{
+		{1, 5, 0, time.Minute},
+		{1, 5, 0.999999999, 75 * time.Second},
+		{2, 5, 0, 4 * time.Minute},
+		{3, 5, 0.5, 18 * time.Minute},
+		{4, 5, 0, MaxVisibility},
+		{5, 5, 0, 0}, // the last receive: to the DLQ once visible
+		{9, 5, 0.3, 0},
+		{9, 0, 0, MaxVisibility}, // no redrive policy: capped at Max
+		{0, 5, 0, 0},
+	}
+	for _, tt := range tests {
+		if got := r.Delay(tt.receives, tt.maxReceives, tt.jitter); got.Round(time.Second) != tt.want.Round(time.Second) {
+			t.Errorf("Delay(%d, %d, %v) = %v, want %v", tt.receives, tt.maxReceives, tt.jitter, got, tt.want)
+		}
+	}
+	if got := (Retry{Max: MaxVisibility}).Delay(3, 5, 0); got != 0 {
+		t.Errorf("backoff off (Base 0): Delay = %v, want 0", got)
+	}
+	// The DLQ takes a record when its 5th receive fails: the outage must
+	// outlast the delays after receives 1 to 4.
+	var total time.Duration
+	for n := 1; n < 5; n++ {
+		total += r.Delay(n, 5, 0) // the shortest the jitter allows
+	}
+	if total < 12*time.Hour {
+		t.Errorf("a healthy record reaches the DLQ after %v of outage, want at least 12h", total)
+	}
+}
+
+// TestPermanentReasons: the record's own faults are permanent, the
+// deadline, the brokers and unknown Kafka errors transient.
+func TestPermanentReasons(t *testing.T) {
+	for _, r := range []string{ReasonInvalidRecord, ReasonOversized, ReasonTopicNotAllowed, "message_size_too_large"} {
+		if !Permanent(r) {
+			t.Errorf("%s is transient, want permanent", r)
+		}
+	}
+	for _, r := range []string{ReasonDeadline, ReasonBrokersDown, ReasonAuthFailed, ReasonTLSFailed, ReasonNotEnoughReplicas,
+		ReasonFatal, ReasonGroupBlocked, ReasonNotProduced, "unknown_topic_or_partition", "timed_out", "error"} {
+		if Permanent(r) {
+			t.Errorf("%s is permanent, want transient", r)
+		}
 	}
 }

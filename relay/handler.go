@@ -34,6 +34,14 @@ type Handler struct {
 	// Diagnose, if set, answers a diagnostic event ({"relay":"doctor"})
 	// with its report as the invocation's result.
 	Diagnose func(ctx context.Context) any
+
+	// Queue, if set, is SQS for the failure policy (policy.go): after a
+	// batch, transient failures are backed off as Retry says, and
+	// permanent ones are sent to the DLQ when DeadLetters is set.
+	Queue       Queue
+	Retry       Retry
+	DeadLetters bool
+	sqs         sqsState
 }
 
 // isDiagnostic reports whether payload is {"relay":"doctor"}.
@@ -49,7 +57,8 @@ func isDiagnostic(payload []byte) bool {
 
 // NewHandler returns a handler that maps with c and produces with p.
 func NewHandler(c Config, p Producer, log *slog.Logger) *Handler {
-	return &Handler{mapper: NewMapper(c), producer: p, log: log, margin: c.DeadlineMargin, cpuShare: cpuShare(c.FunctionMemoryMB)}
+	return &Handler{mapper: NewMapper(c), producer: p, log: log, margin: c.DeadlineMargin, cpuShare: cpuShare(c.FunctionMemoryMB),
+		Retry: Retry{Base: c.RetryBase, Max: c.RetryMax}, DeadLetters: c.DLQURL != ""}
 }
 
 // Invoke handles one Lambda invocation carrying an SQS event and returns
@@ -69,6 +78,7 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	// if a batch is denser.
 	hint := max(16, min(len(payload)/256, 10000))
 	b := h.begin(ctx, log, hint)
+	b.payload = payload
 	if err := sqsevent.Stream(payload, b.record); err != nil {
 		// Settle what was handed over, and count it in the summary and
 		// the metrics: records before the flaw may be in Kafka already
@@ -108,6 +118,13 @@ type batchRun struct {
 	// unreadable is set when the payload could not be read to its end: the
 	// batch fails whole, whatever was acknowledged.
 	unreadable error
+
+	// For the failure policy, when the handler has a Queue: the event, and
+	// each record's receipt handle and receive count.
+	payload   []byte
+	sourceARN string
+	handles   []string
+	receives  []int32
 }
 
 func (h *Handler) begin(ctx context.Context, log *slog.Logger, sizeHint int) *batchRun {
@@ -129,6 +146,13 @@ func (b *batchRun) record(r *Record, err error) {
 	}
 	i := len(b.out.MessageIDs)
 	b.out.MessageIDs = append(b.out.MessageIDs, r.MessageID)
+	if b.h.Queue != nil {
+		if b.sourceARN == "" {
+			b.sourceARN = r.EventSourceARN
+		}
+		b.handles = append(b.handles, r.ReceiptHandle)
+		b.receives = append(b.receives, receiveCount(r))
+	}
 	group := fifoGroup(r)
 	b.fifo.track(i, group, cap(b.out.MessageIDs))
 	if err == nil && group != "" {
@@ -151,7 +175,11 @@ func (b *batchRun) record(r *Record, err error) {
 		return
 	}
 	b.out.Errs = append(b.out.Errs, err)
-	b.fifo.block(group, r.MessageID)
+	// A record the DLQ will take does not hold back its group: its later
+	// records are produced, and failed after all if the DLQ refuses it.
+	if !b.h.DeadLetters || b.h.Queue == nil || !Permanent(ReasonOf(err)) {
+		b.fifo.block(group, r.MessageID)
+	}
 }
 
 // finish waits for the producer, applies FIFO group blocking to what
@@ -171,7 +199,15 @@ func (b *batchRun) finish() *Outcome {
 		}
 	}
 
-	b.fifo.apply(out)
+	if b.unreadable == nil && b.h.Queue != nil && out.Failed() > 0 {
+		ctx, cancel := b.settleContext()
+		b.deadLetter(ctx, b.payload)
+		b.fifo.apply(out)
+		b.backOff(ctx)
+		cancel()
+	} else {
+		b.fifo.apply(out)
+	}
 
 	out.End = time.Now()
 	if b.unreadable != nil {
@@ -249,18 +285,46 @@ func (h *Handler) logOutcome(log *slog.Logger, out *Outcome) {
 	} else if err := commonCause(out.Errs); err != nil {
 		log.Error("batch failed: every record failed with "+ReasonOf(err)+": "+err.Error(), "reason", ReasonOf(err), "records", len(out.Errs), "failed", failed)
 	}
+	logDeadLettered(log, out)
 	attrs := []any{
 		"records", len(out.Errs),
-		"succeeded", len(out.Errs) - failed,
+		"succeeded", out.Succeeded(),
 		"failed", failed,
 		slog.Group("failedByReason", reasonCounts(out.FailedByReason())...),
 		"bytes", out.Bytes,
 		"durationMs", out.End.Sub(out.Start).Milliseconds(),
 	}
+	if len(out.DeadLettered) > 0 {
+		attrs = append(attrs, "deadLettered", len(out.DeadLettered), slog.Group("deadLetteredByReason", reasonCounts(out.DeadLetteredByReason())...))
+	}
+	if len(out.BackedOff) > 0 {
+		attrs = append(attrs, "backedOff", len(out.BackedOff), slog.Group("backedOffByDelay", reasonCounts(out.BackedOffByDelay())...))
+	}
 	if !out.Deadline.IsZero() {
 		attrs = append(attrs, "timeLeftMs", out.Deadline.Sub(out.End).Milliseconds())
 	}
 	log.Info("batch relayed", attrs...)
+}
+
+// logDeadLettered logs the records the relay moved to the DLQ: a line
+// each, or above perRecordLines, a line per reason with their ids.
+func logDeadLettered(log *slog.Logger, out *Outcome) {
+	if len(out.DeadLettered) <= perRecordLines {
+		for _, d := range out.DeadLettered {
+			log.Warn("record dead-lettered", "messageId", out.MessageIDs[d.Index], "reason", d.Reason, "error", d.Err.Error())
+		}
+		return
+	}
+	ids := map[string][]string{}
+	for _, d := range out.DeadLettered {
+		ids[d.Reason] = append(ids[d.Reason], out.MessageIDs[d.Index])
+	}
+	for reason, list := range ids {
+		for start := 0; start < len(list); start += idsPerLine {
+			part := list[start:min(len(list), start+idsPerLine)]
+			log.Warn("records dead-lettered", "reason", reason, "count", len(part), "messageIds", part)
+		}
+	}
 }
 
 // commonCause returns the error of a batch in which every record failed

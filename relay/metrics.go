@@ -51,12 +51,15 @@ func (m *Metrics) Emit(out *Outcome, latencies []time.Duration) {
 	doc := map[string]any{
 		"FunctionName":  m.FunctionName,
 		"Records":       len(out.Errs),
-		"Succeeded":     len(out.Errs) - failed,
+		"Succeeded":     out.Succeeded(),
 		"Failed":        failed,
+		"DeadLettered":  len(out.DeadLettered),
+		"BackedOff":     len(out.BackedOff),
 		"Bytes":         out.Bytes,
 		"BatchDuration": ms(out.End.Sub(out.Start)),
 	}
-	metrics := []emfMetric{{"Records", "Count"}, {"Succeeded", "Count"}, {"Failed", "Count"}, {"Bytes", "Bytes"}, {"BatchDuration", "Milliseconds"}}
+	metrics := []emfMetric{{"Records", "Count"}, {"Succeeded", "Count"}, {"Failed", "Count"}, {"DeadLettered", "Count"},
+		{"BackedOff", "Count"}, {"Bytes", "Bytes"}, {"BatchDuration", "Milliseconds"}}
 	if !out.Deadline.IsZero() {
 		doc["TimeLeftAtReturn"] = ms(out.Deadline.Sub(out.End))
 		metrics = append(metrics, emfMetric{"TimeLeftAtReturn", "Milliseconds"})
@@ -72,21 +75,26 @@ func (m *Metrics) Emit(out *Outcome, latencies []time.Duration) {
 	now := time.Now().UnixMilli()
 	doc["_aws"] = emfMeta{Timestamp: now, CloudWatchMetrics: []emfDirective{{Namespace: ns, Dimensions: [][]string{{"FunctionName"}}, Metrics: metrics}}}
 	docs := []map[string]any{doc}
-	byReason := out.FailedByReason()
-	reasons := make([]string, 0, len(byReason))
-	for r := range byReason {
-		reasons = append(reasons, r)
+	// One document per value of a second dimension.
+	by := func(dim, metric string, counts map[string]int) {
+		keys := make([]string, 0, len(counts))
+		for k := range counts {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			docs = append(docs, map[string]any{
+				"FunctionName": m.FunctionName,
+				dim:            k,
+				metric:         counts[k],
+				"_aws": emfMeta{Timestamp: now, CloudWatchMetrics: []emfDirective{{Namespace: ns,
+					Dimensions: [][]string{{"FunctionName", dim}}, Metrics: []emfMetric{{metric, "Count"}}}}},
+			})
+		}
 	}
-	slices.Sort(reasons)
-	for _, r := range reasons {
-		docs = append(docs, map[string]any{
-			"FunctionName":  m.FunctionName,
-			"Reason":        r,
-			"FailedRecords": byReason[r],
-			"_aws": emfMeta{Timestamp: now, CloudWatchMetrics: []emfDirective{{Namespace: ns,
-				Dimensions: [][]string{{"FunctionName", "Reason"}}, Metrics: []emfMetric{{"FailedRecords", "Count"}}}}},
-		})
-	}
+	by("Reason", "FailedRecords", out.FailedByReason())
+	by("Reason", "DeadLetteredRecords", out.DeadLetteredByReason())
+	by("Delay", "BackedOffRecords", out.BackedOffByDelay())
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	enc := json.NewEncoder(m.W)

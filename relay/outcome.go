@@ -17,6 +17,46 @@ type Outcome struct {
 	Start      time.Time
 	End        time.Time
 	Deadline   time.Time // the invocation's deadline; zero when it had none
+
+	// DeadLettered are the records the relay moved to the DLQ (their Errs
+	// are nil: handled), BackedOff the failed ones given a longer
+	// visibility (see policy.go).
+	DeadLettered []DeadLettered
+	BackedOff    []BackedOff
+}
+
+// Succeeded is the number of records Kafka acknowledged.
+func (o *Outcome) Succeeded() int { return len(o.Errs) - o.Failed() - len(o.DeadLettered) }
+
+// DeadLetteredByReason counts the dead-lettered records by reason code.
+func (o *Outcome) DeadLetteredByReason() map[string]int {
+	m := map[string]int{}
+	for _, d := range o.DeadLettered {
+		m[d.Reason]++
+	}
+	return m
+}
+
+// BackedOffByDelay counts the backed-off records by delay, in steps.
+func (o *Outcome) BackedOffByDelay() map[string]int {
+	m := map[string]int{}
+	for _, b := range o.BackedOff {
+		m[delayStep(b.Delay)]++
+	}
+	return m
+}
+
+// delayStep names the step a backoff delay falls in, for logs and metrics.
+func delayStep(d time.Duration) string {
+	for _, s := range []struct {
+		max  time.Duration
+		name string
+	}{{time.Minute, "le1m"}, {5 * time.Minute, "le5m"}, {15 * time.Minute, "le15m"}, {time.Hour, "le1h"}, {6 * time.Hour, "le6h"}} {
+		if d <= s.max {
+			return s.name
+		}
+	}
+	return "gt6h"
 }
 
 // Failed is the number of records not acknowledged.

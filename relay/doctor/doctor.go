@@ -51,6 +51,9 @@ type Options struct {
 	StepTimeout time.Duration
 	// Resolver looks up broker names; default net.DefaultResolver.
 	Resolver *net.Resolver
+	// SQS, if set, checks that the SQS API answers, for the failure
+	// policy's calls after a batch; it runs whatever the Kafka steps found.
+	SQS func(ctx context.Context) (detail string, err error)
 }
 
 type run struct {
@@ -81,6 +84,19 @@ func Run(ctx context.Context, cfg relay.Config, opts Options) Report {
 		r.step(ctx, "iam token", func(ctx context.Context) (string, string, error) { return checkToken(ctx, cfg, opts.Tokens) })
 	}
 	r.kafkaSteps(ctx)
+	if opts.SQS != nil {
+		failed := r.failed
+		r.failed = false
+		r.step(ctx, "sqs api", func(ctx context.Context) (string, string, error) {
+			detail, err := opts.SQS(ctx)
+			if err != nil {
+				return "", "the relay cannot back off or dead-letter failed records (they come back after the queue's visibility timeout): " +
+					"a function in a VPC needs a NAT gateway or an sqs interface endpoint (the template's sqsVpcEndpoint param)", err
+			}
+			return detail, "", nil
+		})
+		r.failed = r.failed || failed
+	}
 	return r.report
 }
 

@@ -1,7 +1,9 @@
-// Package sqs holds the SQS operations of the operators' tools: peeking at
-// a dead-letter queue, redriving it with SQS's message-move tasks, and
-// turning received messages into the event Lambda would deliver, so that
-// selected messages can be replayed through the relay's own mapping.
+// Package sqs holds the relay's SQS operations: the function's own after a
+// batch (Queue: dead-lettering and backing off failed records), and the
+// operators' tools' (peeking at a dead-letter queue, redriving it with
+// SQS's message-move tasks, and turning received messages into the event
+// Lambda would deliver, so that selected messages can be replayed through
+// the relay's own mapping).
 package sqs
 
 import (
@@ -30,9 +32,11 @@ type Message struct {
 // FailureQuery is the CloudWatch Logs Insights query that finds why the
 // relay last failed a message: its "record failed" lines carry the
 // messageId, which SQS keeps when it moves a message to the DLQ, and a
-// batch with many failures lists the ids in "records failed" lines.
+// batch with many failures lists the ids in "records failed" lines. A
+// record the relay dead-lettered itself has a new messageId in the DLQ:
+// its relay.source.messageId attribute is the one to query.
 func FailureQuery(messageID string) string {
-	return fmt.Sprintf(`fields @timestamp, reason, error | filter (msg = "record failed" and messageId = %q) or (msg = "records failed" and @message like %q) | sort @timestamp desc | limit 1`, messageID, messageID)
+	return fmt.Sprintf(`fields @timestamp, reason, error | filter (msg in ["record failed", "record dead-lettered"] and messageId = %q) or (msg in ["records failed", "records dead-lettered"] and @message like %q) | sort @timestamp desc | limit 1`, messageID, messageID)
 }
 
 // Peek reads up to max messages and makes them visible again at once, so

@@ -106,6 +106,7 @@ const (
 	keyMessageID = iota
 	keyBody
 	keyEventSourceARN
+	keyReceiptHandle
 	keyAttributes
 	keyMessageAttributes
 )
@@ -127,7 +128,7 @@ const (
 
 func newEventDecoder(payload []byte) *eventDecoder {
 	d := &eventDecoder{s: scanner{buf: payload}}
-	d.recordKeys.init("messageId", "body", "eventSourceARN", "attributes", "messageAttributes")
+	d.recordKeys.init("messageId", "body", "eventSourceARN", "receiptHandle", "attributes", "messageAttributes")
 	d.systemKeys.init("SentTimestamp", "ApproximateReceiveCount", "MessageGroupId", "SequenceNumber")
 	d.nameKeys.init()
 	d.valueKeys.init("dataType", "stringValue", "binaryValue", "stringListValues", "binaryListValues")
@@ -395,6 +396,8 @@ func (rr *recordReader) read(pos int) (int, error) {
 			return i, err
 		case keyEventSourceARN:
 			return rr.str(i, "eventSourceARN", &r.EventSourceARN)
+		case keyReceiptHandle:
+			return rr.str(i, "receiptHandle", &r.ReceiptHandle)
 		case keyAttributes:
 			return rr.systemAttributes(i)
 		case keyMessageAttributes:

@@ -14,6 +14,9 @@ type Record struct {
 	SequenceNumber string // FIFO queues only
 
 	EventSourceARN string
+	// ReceiptHandle names this receive of the message: the relay changes
+	// its visibility with it.
+	ReceiptHandle string
 
 	// Attributes are the message attributes in name order.
 	Attributes []Attribute

@@ -29,6 +29,7 @@ const (
 	slotMessageID
 	slotBody
 	slotEventSourceARN
+	slotReceiptHandle
 	slotSentTimestamp
 	slotReceiveCount
 	slotMessageGroupID
@@ -41,7 +42,8 @@ const (
 // The slot kinds of the values of the keys in the decoder's tables, by
 // key index.
 var (
-	recordSlots = [...]uint8{keyMessageID: slotMessageID, keyBody: slotBody, keyEventSourceARN: slotEventSourceARN}
+	recordSlots = [...]uint8{keyMessageID: slotMessageID, keyBody: slotBody, keyEventSourceARN: slotEventSourceARN,
+		keyReceiptHandle: slotReceiptHandle}
 	systemSlots = [...]uint8{keySentTimestamp: slotSentTimestamp, keyReceiveCount: slotReceiveCount,
 		keyMessageGroupID: slotMessageGroupID, keySequenceNumber: slotSequenceNumber}
 	valueSlots = [...]uint8{keyDataType: slotAttrDataType, keyStringValue: slotAttrString, keyBinaryValue: slotAttrBinary}
@@ -178,6 +180,8 @@ func (d *eventDecoder) readByTemplate(t *template, pos int, r *Record) (int, boo
 			r.Body = v
 		case slotEventSourceARN:
 			r.EventSourceARN = bytesToString(v)
+		case slotReceiptHandle:
+			r.ReceiptHandle = bytesToString(v)
 		case slotSentTimestamp:
 			r.SentTimestamp = bytesToString(v)
 		case slotReceiveCount:
