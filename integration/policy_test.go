@@ -11,7 +11,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	relaysqs "github.com/sqs-msk-relay/relay/relay/sqs"
 )
@@ -87,16 +86,7 @@ func TestPolicyPoisonDeadLetteredOnFirstReceive(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m := s.Mapping(q, 10, 0)
-			if err := s.Drain(ctx, time.Minute, []Queue{q}, runAll(m)); err != nil {
-				t.Fatal(err)
-			}
-			r, err := s.Account(ctx, []string{"events", "audit"}, q, sent)
-			if err != nil {
-				t.Fatal(err)
-			}
-			st := m.Stats()
-			t.Log(r, st)
+			r, st := relayThrough(t, s, q, 10, time.Minute, []string{"events", "audit"}, sent)
 			if len(r.Lost) != 0 || r.InKafka != 57 || r.InDLQ != 3 {
 				t.Errorf("%v, want 57 in Kafka, 3 in the DLQ, none lost", r)
 			}
@@ -161,28 +151,14 @@ func TestPolicyOutageBacksOff(t *testing.T) {
 			s, logs, q := startPolicyStack(t, "outage", false, 3*time.Second, 3, true, tt.env...)
 			ctx := context.Background()
 			end := time.Now().Add(12 * time.Second)
-			s.Kafka.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-				if d := time.Until(end); d > 0 {
-					s.Kafka.SleepControl(func() { <-time.After(d) })
-				}
-				return nil, nil, false
-			})
+			stallProduce(s, end)
 			// One batch: with more, a batch waiting for the function would
 			// outlive its visibility and be received again meanwhile.
 			sent, err := s.Send(ctx, q, "o", 10, func(i int) Message { return Message{Body: strconv.Itoa(i)} })
 			if err != nil {
 				t.Fatal(err)
 			}
-			m := s.Mapping(q, 10, 0)
-			if err := s.Drain(ctx, 90*time.Second, []Queue{q}, runAll(m)); err != nil {
-				t.Fatal(err)
-			}
-			r, err := s.Account(ctx, []string{"events"}, q, sent)
-			if err != nil {
-				t.Fatal(err)
-			}
-			st := m.Stats()
-			t.Log(r, st)
+			r, st := relayThrough(t, s, q, 10, 90*time.Second, []string{"events"}, sent)
 			if st.ReportedFailed == 0 || !tt.wantDLQ && time.Now().Before(end) {
 				t.Fatalf("the outage failed no record (%v): nothing was tested", st)
 			}
@@ -228,16 +204,7 @@ func TestPolicySQSUnreachable(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m := s.Mapping(q, 10, 0)
-			if err := s.Drain(ctx, time.Minute, []Queue{q}, runAll(m)); err != nil {
-				t.Fatal(err)
-			}
-			r, err := s.Account(ctx, []string{"events"}, q, sent)
-			if err != nil {
-				t.Fatal(err)
-			}
-			st := m.Stats()
-			t.Log(r, st)
+			r, st := relayThrough(t, s, q, 10, time.Minute, []string{"events"}, sent)
 			// On a FIFO queue the records failed behind a poison record are
 			// received as often as it is, and may reach the DLQ with it, as
 			// without the policy: that is what dead-lettering it avoids.

@@ -48,6 +48,33 @@ func startStackWith(t *testing.T, cfg StackConfig) (*Stack, *logBuffer) {
 	return s, logs
 }
 
+// stallProduce holds every produce request the broker gets until end.
+func stallProduce(s *Stack, end time.Time) {
+	s.Kafka.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		if d := time.Until(end); d > 0 {
+			s.Kafka.SleepControl(func() { <-time.After(d) })
+		}
+		return nil, nil, false
+	})
+}
+
+// relayThrough drains q through one mapping of batchSize records and
+// accounts for sent on topics.
+func relayThrough(t *testing.T, s *Stack, q Queue, batchSize int, timeout time.Duration, topics []string, sent []string) (Report, esm.Stats) {
+	t.Helper()
+	ctx := context.Background()
+	m := s.Mapping(q, batchSize, 0)
+	if err := s.Drain(ctx, timeout, []Queue{q}, runAll(m)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Account(ctx, topics, q, sent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(r, m.Stats())
+	return r, m.Stats()
+}
+
 func runAll(ms ...*esm.Mapping) func(ctx context.Context) {
 	return func(ctx context.Context) {
 		var wg sync.WaitGroup
@@ -203,12 +230,7 @@ func TestStackFIFOOrderAcrossRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	stallEnd := time.Now().Add(4 * time.Second)
-	s.Kafka.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		if d := time.Until(stallEnd); d > 0 {
-			s.Kafka.SleepControl(func() { <-time.After(d) })
-		}
-		return nil, nil, false
-	})
+	stallProduce(s, stallEnd)
 	group := func(i int) string { return fmt.Sprintf("g-%d", i%5) }
 	sent, err := s.Send(ctx, q, "f", 300, func(i int) Message { return Message{Body: strconv.Itoa(i), Group: group(i)} })
 	if err != nil {
@@ -324,12 +346,7 @@ func TestStackBrokerStallLongerThanTimeout(t *testing.T) {
 	// failing the batch; the held requests are then appended, so records
 	// SQS redelivers may land twice.
 	stallEnd := time.Now().Add(8 * time.Second)
-	s.Kafka.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		if d := time.Until(stallEnd); d > 0 {
-			s.Kafka.SleepControl(func() { <-time.After(d) })
-		}
-		return nil, nil, false
-	})
+	stallProduce(s, stallEnd)
 	sent, err := s.Send(ctx, q, "s", 200, func(i int) Message { return Message{Body: strconv.Itoa(i)} })
 	if err != nil {
 		t.Fatal(err)
