@@ -24,6 +24,10 @@ const (
 	ReasonFatal           = "producer_fatal"    // librdkafka raised a fatal error
 	ReasonNotProduced     = "not_produced"      // the producer returned without a report for the record
 	ReasonInvalidEvent    = "invalid_event"     // the payload cannot be read record by record: the batch fails whole
+	// ReasonThrottled: the brokers refused new connections over their rate
+	// (MSK answers an IAM authentication over its per-broker quota with
+	// "Too many connects"); librdkafka reconnects until the deadline.
+	ReasonThrottled = "connection_throttled"
 	// ReasonNotEnoughReplicas: a partition has fewer in-sync replicas than
 	// min.insync.replicas, so acks=all could not be had by the deadline.
 	ReasonNotEnoughReplicas = "not_enough_replicas"

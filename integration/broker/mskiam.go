@@ -33,10 +33,16 @@ type IAM struct {
 	Region string
 	Keys   map[string]string // access key id → secret access key
 	Skew   time.Duration     // added to the broker's clock
+	// MaxPerSecond, if set, is how many authentications the cluster
+	// accepts in any second; more are refused as MSK refuses new IAM
+	// connections over a broker's quota: "Too many connects".
+	MaxPerSecond int
 
-	mu       sync.Mutex
-	accepted int
-	rejected []string
+	mu        sync.Mutex
+	accepted  int
+	rejected  []string
+	recent    []time.Time // authentications within the last second
+	throttled int
 }
 
 const iamUser, iamPass = "msk-iam-internal", "kfake-internal-password"
@@ -69,6 +75,14 @@ func (v *IAM) Install(c *kfake.Cluster) {
 		if !ok {
 			return nil, nil, false
 		}
+		if v.overRate() {
+			c.KeepControl()
+			resp := r.ResponseKind().(*kmsg.SASLAuthenticateResponse)
+			resp.ErrorCode = kerr.SaslAuthenticationFailed.Code
+			msg := "Too many connects"
+			resp.ErrorMessage = &msg
+			return resp, nil, true
+		}
 		if err := v.Verify(tok); err != nil {
 			v.mu.Lock()
 			v.rejected = append(v.rejected, err.Error())
@@ -86,6 +100,37 @@ func (v *IAM) Install(c *kfake.Cluster) {
 		r.SASLAuthBytes = []byte("\x00" + iamUser + "\x00" + iamPass)
 		return nil, nil, false
 	})
+}
+
+// overRate notes an authentication and reports whether it is over
+// MaxPerSecond.
+func (v *IAM) overRate() bool {
+	if v.MaxPerSecond <= 0 {
+		return false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	now := time.Now()
+	keep := v.recent[:0]
+	for _, at := range v.recent {
+		if now.Sub(at) < time.Second {
+			keep = append(keep, at)
+		}
+	}
+	v.recent = keep
+	if len(v.recent) >= v.MaxPerSecond {
+		v.throttled++
+		return true
+	}
+	v.recent = append(v.recent, now)
+	return false
+}
+
+// Throttled counts the authentications refused as over the rate.
+func (v *IAM) Throttled() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.throttled
 }
 
 // SetKeys replaces the known keys: a revoked key makes authentication

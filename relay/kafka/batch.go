@@ -244,7 +244,7 @@ func (r *batch) wait() error {
 	}()
 	var graceC <-chan time.Time
 	checkTrouble := func() {
-		if graceC == nil && r.s.currentTrouble() != nil {
+		if t := r.s.currentTrouble(); graceC == nil && t != nil && !t.waits {
 			grace = time.NewTimer(r.s.grace)
 			graceC = grace.C
 		}
@@ -261,7 +261,7 @@ func (r *batch) wait() error {
 			checkTrouble()
 		case <-graceC:
 			graceC = nil
-			if t := r.s.currentTrouble(); t != nil {
+			if t := r.s.currentTrouble(); t != nil && !t.waits {
 				return r.abort(&relay.ProduceError{Reason: t.reason, Err: t.err})
 			}
 		case <-r.ctx.Done():

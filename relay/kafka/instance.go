@@ -65,6 +65,9 @@ type instance struct {
 type trouble struct {
 	reason string
 	err    error
+	// waits: a batch keeps waiting for acknowledgements through it until
+	// its deadline, instead of failing after the grace (throttling).
+	waits bool
 }
 
 func (s *instance) fatalErr() error {
@@ -150,6 +153,17 @@ func (s *instance) onError(e kafka.Error) {
 		s.fatal.Store(&e)
 		s.log.Error("Kafka producer fatal error: failing the running batches; a new producer serves the next batch", "code", e.Code().String(), "error", e.Error())
 		s.wakeLocked()
+	case throttled(e.Error()):
+		// Not an authentication failure: the broker refuses connections
+		// over its rate. librdkafka reconnects with backoff; the batch
+		// waits until its deadline and what fails there is backed off.
+		if t := s.trouble.Load(); t == nil || t.reason != relay.ReasonThrottled {
+			s.logLocked().Warn("Kafka brokers refuse new connections over their rate (\"Too many connects\"); reconnecting",
+				"hint", throttleHint, "error", e.Error())
+		}
+		s.trouble.Store(&trouble{reason: relay.ReasonThrottled, waits: true,
+			err: fmt.Errorf("the brokers refused new connections over their rate: %w; hint: %s", e, throttleHint)})
+		s.wakeLocked()
 	case e.Code() == kafka.ErrAuthentication || strings.Contains(e.Error(), "SASL authentication error"):
 		// A broker that drops the connection on a bad password, rather
 		// than answering SASL_AUTHENTICATION_FAILED, shows as a transport
@@ -193,6 +207,17 @@ func (s *instance) onError(e kafka.Error) {
 		s.logLocked().Log(context.Background(), level, "Kafka client error", "code", e.Code().String(), "error", e.Error())
 	}
 }
+
+// throttled reports whether a client error is MSK's answer to new
+// connections over a broker's quota.
+func throttled(text string) bool {
+	return strings.Contains(strings.ToLower(text), "too many connects")
+}
+
+// throttleHint says where to look when MSK throttles connections.
+const throttleHint = "MSK caps new IAM connections per broker (about 100/s on M5 and M7g brokers, 4/s on T3): " +
+	"cap the event source mapping's maximumConcurrency (each sandbox opens a connection per broker), " +
+	"or use larger brokers"
 
 // authFailed records a refused or impossible authentication as the
 // batch-level cause, naming the mechanism and principal, never a secret.
