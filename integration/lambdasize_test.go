@@ -56,8 +56,8 @@ func failures(t *testing.T, payload []byte) int {
 }
 
 // TestBinaryAt128MB runs the real binary in a 128 MB sandbox with 7.2% of
-// a CPU: ten back-to-back 6 MB events relay with nothing failed and no
-// OOM kill.
+// a CPU: twenty back-to-back 6 MB events of three record sizes relay with
+// nothing failed, no OOM kill, and the process's peak RSS within 64 MB.
 func TestBinaryAt128MB(t *testing.T) {
 	sb := sandbox128(t)
 	c, err := broker.Start(3, []string{"events"})
@@ -69,10 +69,13 @@ func TestBinaryAt128MB(t *testing.T) {
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	for i := range 10 {
+	for i := range 20 {
 		n, size := 4000, 1024
-		if i%2 == 1 {
+		switch i % 3 {
+		case 1:
 			n, size = 10000, 100 // mixed sizes
+		case 2:
+			n, size = 300, 18000
 		}
 		payload := sixMB(fmt.Sprint("e", i), n, size)
 		start := time.Now()
@@ -87,9 +90,18 @@ func TestBinaryAt128MB(t *testing.T) {
 	}
 	peak, _ := sb.PeakBytes()
 	kills, _ := sb.OOMKills()
-	t.Logf("peak memory of the sandbox %.1f MB, OOM kills %d", float64(peak)/(1<<20), kills)
+	p, _ := procs.Load(t.Name())
+	rss, err := peakRSS(p.(*os.Process).Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("peak memory of the sandbox %.1f MB (page cache included), peak RSS of the function %.1f MB, OOM kills %d",
+		float64(peak)/(1<<20), float64(rss)/(1<<20), kills)
 	if kills != 0 {
 		t.Errorf("%d OOM kills", kills)
+	}
+	if rss > 64<<20 {
+		t.Errorf("peak RSS %.1f MB over 20 events, want at most 64 MB", float64(rss)/(1<<20))
 	}
 	if !strings.Contains(logs.String(), `"msg":"batch relayed"`) {
 		t.Errorf("no summary lines")

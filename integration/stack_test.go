@@ -170,8 +170,11 @@ func TestStackDeliversStandardAndFIFO(t *testing.T) {
 	}
 }
 
+// TestStackPoisonGoesToDLQ: without RELAY_DLQ_URL poison records reach the
+// DLQ by SQS's redrive, as before the failure policy, which is on
+// (RELAY_RETRY_BASE) and leaves permanent failures alone.
 func TestStackPoisonGoesToDLQ(t *testing.T) {
-	s, _ := startStack(t, 5*time.Second, "RELAY_MAX_MESSAGE_BYTES=1000", "RELAY_TOPIC_ATTRIBUTE=route", "RELAY_ALLOWED_TOPICS=audit")
+	s, _ := startStack(t, 5*time.Second, "RELAY_MAX_MESSAGE_BYTES=1000", "RELAY_TOPIC_ATTRIBUTE=route", "RELAY_ALLOWED_TOPICS=audit", "RELAY_RETRY_BASE=1s")
 	ctx := context.Background()
 	q, err := s.CreateQueue(ctx, "orders", false, 2*time.Second, 3)
 	if err != nil {

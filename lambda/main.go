@@ -9,6 +9,7 @@ import (
 	stdlog "log"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -45,6 +46,9 @@ func main() {
 		initFailed(log, "Runtime.ConfigError", err)
 	}
 	level.Set(cfg.LogLevel)
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && cfg.FunctionMemoryMB > 0 {
+		debug.SetMemoryLimit(relay.GoMemoryLimit(cfg.FunctionMemoryMB))
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), initBudget)
 	defer cancel()

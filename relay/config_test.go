@@ -249,3 +249,14 @@ func TestPermanentReasons(t *testing.T) {
 		}
 	}
 }
+
+func TestGoMemoryLimit(t *testing.T) {
+	for _, tt := range []struct {
+		mb   int
+		want int64
+	}{{128, 24 << 20}, {256, 88 << 20}, {1769, 1769<<20/2 - 40<<20}, {64, 16 << 20}} {
+		if got := GoMemoryLimit(tt.mb); got != tt.want {
+			t.Errorf("GoMemoryLimit(%d) = %d MiB, want %d MiB", tt.mb, got>>20, tt.want>>20)
+		}
+	}
+}
