@@ -154,191 +154,197 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 		RetryBase:        DefaultRetryBase,
 		RetryMax:         DefaultRetryMax,
 	}
-	var errs []error
-	bad := func(name, value, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s=%s: %s", name, quote(value), fmt.Sprintf(format, args...)))
+	e := &envReader{lookup: lookup}
+	c.kafkaFromEnv(e)
+	c.routingFromEnv(e)
+	c.timingFromEnv(e)
+	c.policyFromEnv(e)
+	c.functionFromEnv(e)
+	if len(e.errs) > 0 {
+		return Config{}, fmt.Errorf("invalid configuration: %w", errors.Join(e.errs...))
 	}
-	get := func(name string) (string, bool) {
-		v, ok := lookup(name)
-		v = strings.TrimSpace(v)
-		return v, ok && v != ""
-	}
+	return c, nil
+}
 
-	if v, ok := get("RELAY_BROKERS"); !ok {
-		errs = append(errs, errors.New("RELAY_BROKERS is required: comma-separated host:port of the bootstrap brokers"))
+// envReader reads RELAY_* variables and collects what is wrong with them.
+type envReader struct {
+	lookup func(string) (string, bool)
+	errs   []error
+}
+
+// get is name's value, trimmed; ok is false when it is unset or empty.
+func (e *envReader) get(name string) (string, bool) {
+	v, ok := e.lookup(name)
+	v = strings.TrimSpace(v)
+	return v, ok && v != ""
+}
+
+// bad notes that name's value is invalid, and why.
+func (e *envReader) bad(name, value, format string, args ...any) {
+	e.errs = append(e.errs, fmt.Errorf("%s=%s: %s", name, quote(value), fmt.Sprintf(format, args...)))
+}
+
+// duration reads name, if set, as a Go duration (example shows one) into
+// dst, refusing one outside [lo, hi]; why explains the bounds.
+func (e *envReader) duration(name, example string, lo, hi time.Duration, why string, dst *time.Duration) {
+	v, ok := e.get(name)
+	if !ok {
+		return
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil:
+		e.bad(name, v, "not a Go duration such as %s", example)
+	case d < lo || d > hi:
+		e.bad(name, v, "must be between %v and %v%s", lo, hi, why)
+	default:
+		*dst = d
+	}
+}
+
+// kafkaFromEnv reads the brokers, the topic, authentication and
+// librdkafka's extra properties.
+func (c *Config) kafkaFromEnv(e *envReader) {
+	if v, ok := e.get("RELAY_BROKERS"); !ok {
+		e.errs = append(e.errs, errors.New("RELAY_BROKERS is required: comma-separated host:port of the bootstrap brokers"))
 	} else {
 		for _, b := range splitList(v) {
 			host, port, err := net.SplitHostPort(b)
 			if err != nil || host == "" {
-				bad("RELAY_BROKERS", v, "broker %s is not host:port", quote(b))
+				e.bad("RELAY_BROKERS", v, "broker %s is not host:port", quote(b))
 				continue
 			}
 			if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-				bad("RELAY_BROKERS", v, "broker %s has no valid port (1-65535)", quote(b))
+				e.bad("RELAY_BROKERS", v, "broker %s has no valid port (1-65535)", quote(b))
 				continue
 			}
 			c.Brokers = append(c.Brokers, b)
 		}
-		if len(c.Brokers) == 0 && len(errs) == 0 {
-			bad("RELAY_BROKERS", v, "no broker listed")
+		if len(c.Brokers) == 0 && len(e.errs) == 0 {
+			e.bad("RELAY_BROKERS", v, "no broker listed")
 		}
 	}
 
-	if v, ok := get("RELAY_TOPIC"); !ok {
-		errs = append(errs, errors.New("RELAY_TOPIC is required: the Kafka topic records go to"))
+	if v, ok := e.get("RELAY_TOPIC"); !ok {
+		e.errs = append(e.errs, errors.New("RELAY_TOPIC is required: the Kafka topic records go to"))
 	} else if err := checkTopic(v); err != nil {
-		bad("RELAY_TOPIC", v, "%v", err)
+		e.bad("RELAY_TOPIC", v, "%v", err)
 	} else {
 		c.Topic = v
 	}
 
 	authOK := true
-	if v, ok := get("RELAY_AUTH"); ok {
+	if v, ok := e.get("RELAY_AUTH"); ok {
 		switch v {
 		case AuthIAM, AuthSCRAM, AuthMTLS, AuthNone:
 			c.Auth = v
 		default:
 			authOK = false
-			bad("RELAY_AUTH", v, "not one of %q, %q, %q, %q", AuthIAM, AuthSCRAM, AuthMTLS, AuthNone)
+			e.bad("RELAY_AUTH", v, "not one of %q, %q, %q, %q", AuthIAM, AuthSCRAM, AuthMTLS, AuthNone)
 		}
 	}
 	if authOK {
-		errs = append(errs, c.authFromEnv(get)...)
+		e.errs = append(e.errs, c.authFromEnv(e.get)...)
 	}
 
-	topicAttr, routed := get("RELAY_TOPIC_ATTRIBUTE")
+	if v, ok := e.get("RELAY_KAFKA_PROPERTIES"); ok {
+		props, err := parseProperties(v)
+		if err != nil {
+			// The value may hold something sensitive: name the entry, not the value.
+			e.errs = append(e.errs, fmt.Errorf("RELAY_KAFKA_PROPERTIES: %w", err))
+		} else {
+			c.KafkaProperties = props
+		}
+	}
+}
+
+// routingFromEnv reads the topic and key attributes and the size limit.
+func (c *Config) routingFromEnv(e *envReader) {
+	topicAttr, routed := e.get("RELAY_TOPIC_ATTRIBUTE")
 	if routed {
 		if !attrName.MatchString(topicAttr) {
-			bad("RELAY_TOPIC_ATTRIBUTE", topicAttr, "not a valid SQS message attribute name")
+			e.bad("RELAY_TOPIC_ATTRIBUTE", topicAttr, "not a valid SQS message attribute name")
 		} else {
 			c.TopicAttribute = topicAttr
 		}
 	}
-	if v, ok := get("RELAY_ALLOWED_TOPICS"); ok {
+	if v, ok := e.get("RELAY_ALLOWED_TOPICS"); ok {
 		for _, t := range splitList(v) {
 			if err := checkTopic(t); err != nil {
-				bad("RELAY_ALLOWED_TOPICS", v, "%v", err)
+				e.bad("RELAY_ALLOWED_TOPICS", v, "%v", err)
 				continue
 			}
 			c.AllowedTopics = append(c.AllowedTopics, t)
 		}
 		if !routed {
-			bad("RELAY_ALLOWED_TOPICS", v, "set without RELAY_TOPIC_ATTRIBUTE, so no record can be routed")
+			e.bad("RELAY_ALLOWED_TOPICS", v, "set without RELAY_TOPIC_ATTRIBUTE, so no record can be routed")
 		}
 	}
 	if routed && len(c.AllowedTopics) == 0 {
-		errs = append(errs, errors.New("RELAY_TOPIC_ATTRIBUTE is set but RELAY_ALLOWED_TOPICS is empty: every routed record would fail"))
+		e.errs = append(e.errs, errors.New("RELAY_TOPIC_ATTRIBUTE is set but RELAY_ALLOWED_TOPICS is empty: every routed record would fail"))
 	}
 
-	if v, ok := get("RELAY_KEY_ATTRIBUTE"); ok {
+	if v, ok := e.get("RELAY_KEY_ATTRIBUTE"); ok {
 		if !attrName.MatchString(v) {
-			bad("RELAY_KEY_ATTRIBUTE", v, "not a valid SQS message attribute name")
+			e.bad("RELAY_KEY_ATTRIBUTE", v, "not a valid SQS message attribute name")
 		} else {
 			c.KeyAttribute = v
 		}
 	}
 
-	if v, ok := get("RELAY_MAX_MESSAGE_BYTES"); ok {
+	if v, ok := e.get("RELAY_MAX_MESSAGE_BYTES"); ok {
 		n, err := strconv.Atoi(v)
 		switch {
 		case err != nil:
-			bad("RELAY_MAX_MESSAGE_BYTES", v, "not a whole number of bytes")
+			e.bad("RELAY_MAX_MESSAGE_BYTES", v, "not a whole number of bytes")
 		case n < 1 || n > maxMessageBytes:
-			bad("RELAY_MAX_MESSAGE_BYTES", v, "must be between 1 and %d bytes", maxMessageBytes)
+			e.bad("RELAY_MAX_MESSAGE_BYTES", v, "must be between 1 and %d bytes", maxMessageBytes)
 		default:
 			c.MaxMessageBytes = n
 		}
 	}
+}
 
-	if v, ok := get("RELAY_DEADLINE_MARGIN"); ok {
-		d, err := time.ParseDuration(v)
-		switch {
-		case err != nil:
-			bad("RELAY_DEADLINE_MARGIN", v, "not a Go duration such as 1s or 500ms")
-		case d < minDeadlineMargin:
-			bad("RELAY_DEADLINE_MARGIN", v, "below the minimum %v needed to purge, log and answer", minDeadlineMargin)
-		default:
-			c.DeadlineMargin = d
-		}
-	}
+// timingFromEnv reads the deadline margin and the brokers-down grace.
+func (c *Config) timingFromEnv(e *envReader) {
+	e.duration("RELAY_DEADLINE_MARGIN", "1s or 500ms", minDeadlineMargin, maxProduceWindow,
+		": the minimum is what purging, logging and answering need", &c.DeadlineMargin)
+	e.duration("RELAY_BROKERS_DOWN_GRACE", "3s", time.Millisecond, maxProduceWindow, "", &c.BrokersDownGrace)
+}
 
-	if v, ok := get("RELAY_BROKERS_DOWN_GRACE"); ok {
-		d, err := time.ParseDuration(v)
-		switch {
-		case err != nil:
-			bad("RELAY_BROKERS_DOWN_GRACE", v, "not a Go duration such as 3s")
-		case d <= 0:
-			bad("RELAY_BROKERS_DOWN_GRACE", v, "must be positive")
-		default:
-			c.BrokersDownGrace = d
-		}
-	}
-
-	if v, ok := get("RELAY_DLQ_URL"); ok {
+// policyFromEnv reads the failure policy's settings (policy.go).
+func (c *Config) policyFromEnv(e *envReader) {
+	if v, ok := e.get("RELAY_DLQ_URL"); ok {
 		if !strings.HasPrefix(v, "https://") && !strings.HasPrefix(v, "http://") {
-			bad("RELAY_DLQ_URL", v, "not a queue URL such as https://sqs.eu-west-1.amazonaws.com/123456789012/events-dlq")
+			e.bad("RELAY_DLQ_URL", v, "not a queue URL such as https://sqs.eu-west-1.amazonaws.com/123456789012/events-dlq")
 		} else {
 			c.DLQURL = v
 		}
 	}
-	if v, ok := get("RELAY_RETRY_BASE"); ok {
-		d, err := time.ParseDuration(v)
-		switch {
-		case err != nil:
-			bad("RELAY_RETRY_BASE", v, "not a Go duration such as 1m, or 0 for no backoff")
-		case d < 0 || d > MaxVisibility:
-			bad("RELAY_RETRY_BASE", v, "must be between 0 and %v", MaxVisibility)
-		default:
-			c.RetryBase = d
-		}
-	}
-	if v, ok := get("RELAY_RETRY_MAX"); ok {
-		d, err := time.ParseDuration(v)
-		switch {
-		case err != nil:
-			bad("RELAY_RETRY_MAX", v, "not a Go duration such as 11h40m")
-		case d < time.Second || d > MaxVisibility:
-			bad("RELAY_RETRY_MAX", v, "must be between 1s and %v: SQS allows a visibility of 12 h from the receive", MaxVisibility)
-		default:
-			c.RetryMax = d
-		}
-	}
+	e.duration("RELAY_RETRY_BASE", "1m, or 0 for no backoff", 0, MaxVisibility, "", &c.RetryBase)
+	e.duration("RELAY_RETRY_MAX", "11h40m", time.Second, MaxVisibility, ": SQS allows a visibility of 12 h from the receive", &c.RetryMax)
 	if c.RetryBase > c.RetryMax {
-		errs = append(errs, fmt.Errorf("RELAY_RETRY_BASE=%v is above RELAY_RETRY_MAX=%v", c.RetryBase, c.RetryMax))
+		e.errs = append(e.errs, fmt.Errorf("RELAY_RETRY_BASE=%v is above RELAY_RETRY_MAX=%v", c.RetryBase, c.RetryMax))
 	}
+}
 
-	if v, ok := get("RELAY_KAFKA_PROPERTIES"); ok {
-		props, err := parseProperties(v)
-		if err != nil {
-			// The value may hold something sensitive: name the entry, not the value.
-			errs = append(errs, fmt.Errorf("RELAY_KAFKA_PROPERTIES: %w", err))
-		} else {
-			c.KafkaProperties = props
-		}
-	}
-
-	if v, ok := get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"); ok {
+// functionFromEnv reads what Lambda sets, and the log level.
+func (c *Config) functionFromEnv(e *envReader) {
+	if v, ok := e.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"); ok {
 		if n, err := strconv.Atoi(v); err != nil || n < 128 || n > 10240 {
-			bad("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", v, "not a Lambda memory size in MB (128-10240)")
+			e.bad("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", v, "not a Lambda memory size in MB (128-10240)")
 		} else {
 			c.FunctionMemoryMB = n
 		}
 	}
-
-	if v, ok := get("AWS_LAMBDA_FUNCTION_NAME"); ok {
+	if v, ok := e.get("AWS_LAMBDA_FUNCTION_NAME"); ok {
 		c.ClientID = v
 	}
-
-	if v, ok := get("RELAY_LOG_LEVEL"); ok {
+	if v, ok := e.get("RELAY_LOG_LEVEL"); ok {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
-			bad("RELAY_LOG_LEVEL", v, "not one of debug, info, warn, error")
+			e.bad("RELAY_LOG_LEVEL", v, "not one of debug, info, warn, error")
 		}
 	}
-
-	if len(errs) > 0 {
-		return Config{}, fmt.Errorf("invalid configuration: %w", errors.Join(errs...))
-	}
-	return c, nil
 }
 
 func checkTopic(t string) error {
