@@ -77,7 +77,11 @@ func run(args []string) error {
 			if m.GroupID != "" {
 				fmt.Printf("  group %s", m.GroupID)
 			}
-			fmt.Printf("\n  attributes: %v\n  body: %s\n  why it failed (CloudWatch Logs Insights, the function's log group):\n    %s\n", m.Attributes, body, sqs.FailureQuery(m.ID))
+			id := m.ID
+			if src := m.Attributes[sqs.AttrSourceID]; src != "" {
+				id = src // moved by the relay itself: its reason is in the attributes too
+			}
+			fmt.Printf("\n  attributes: %v\n  body: %s\n  why it failed (CloudWatch Logs Insights, the function's log group):\n    %s\n", m.Attributes, body, sqs.FailureQuery(id))
 		}
 		fmt.Printf("%d messages shown (left in the queue)\n", len(msgs))
 	case "redrive":
