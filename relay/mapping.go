@@ -52,6 +52,9 @@ func HeaderCount(r *Record) int {
 	if r.SequenceNumber != "" {
 		n++
 	}
+	if r.TraceHeader != "" {
+		n += 2
+	}
 	return n
 }
 
@@ -109,6 +112,14 @@ func (m *Mapper) Map(r *Record, msg *Message) error {
 	}
 	if r.SequenceNumber != "" {
 		h = append(h, Header{Key: HeaderSequenceNumber, Value: stringBytes(r.SequenceNumber)})
+	}
+	if r.TraceHeader != "" {
+		h = append(h, Header{Key: HeaderXRay, Value: stringBytes(r.TraceHeader)})
+		if _, own := r.Attribute(HeaderTraceparent); !own {
+			if tp, ok := traceparent(&msg.traceparent, r.TraceHeader); ok {
+				h = append(h, Header{Key: HeaderTraceparent, Value: tp})
+			}
+		}
 	}
 	msg.Headers = h
 	return nil

@@ -9,6 +9,8 @@ type Message struct {
 	Value     []byte
 	Headers   []Header
 	Timestamp time.Time // zero: librdkafka stamps the produce time
+
+	traceparent [traceparentLen]byte // where Map writes a derived traceparent
 }
 
 // Header is one Kafka record header.

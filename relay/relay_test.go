@@ -197,6 +197,7 @@ func TestRecordsLandMapped(t *testing.T) {
 	f := newRelay(t, map[string]string{"RELAY_BROKERS": c.Addrs(), "RELAY_KEY_ATTRIBUTE": "customer"})
 
 	ev := batch(50, func(i int) string { return fmt.Sprintf(`{"n":%d}`, i) })
+	ev.Records[0].Attributes["AWSTraceHeader"] = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 	ev.Records[0].MessageAttributes = map[string]events.SQSMessageAttribute{
 		"customer": {DataType: "String", StringValue: str("c-42")},
 		"amount":   {DataType: "Number.cents", StringValue: str("1999")},
@@ -229,6 +230,8 @@ func TestRecordsLandMapped(t *testing.T) {
 		relay.HeaderReceiveCount:  "1",
 		relay.HeaderSourceARN:     queueARN,
 		relay.HeaderMessageID:     "m-00000",
+		relay.HeaderXRay:          "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+		relay.HeaderTraceparent:   "00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01",
 	}
 	for k, want := range wantHeaders {
 		if v, ok := header(first, k); !ok || v != want {
@@ -237,6 +240,9 @@ func TestRecordsLandMapped(t *testing.T) {
 	}
 	if second := got["m-00001"]; second.Key != nil {
 		t.Errorf("record without key attribute or group has key %q", second.Key)
+	}
+	if _, ok := header(got["m-00001"], relay.HeaderTraceparent); ok {
+		t.Errorf("a record without AWSTraceHeader has a traceparent")
 	}
 	// Batch order holds within each partition.
 	last := map[int32]int{}

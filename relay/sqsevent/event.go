@@ -116,6 +116,7 @@ const (
 	keyReceiveCount
 	keyMessageGroupID
 	keySequenceNumber
+	keyTraceHeader
 )
 
 const (
@@ -129,7 +130,7 @@ const (
 func newEventDecoder(payload []byte) *eventDecoder {
 	d := &eventDecoder{s: scanner{buf: payload}}
 	d.recordKeys.init("messageId", "body", "eventSourceARN", "receiptHandle", "attributes", "messageAttributes")
-	d.systemKeys.init("SentTimestamp", "ApproximateReceiveCount", "MessageGroupId", "SequenceNumber")
+	d.systemKeys.init("SentTimestamp", "ApproximateReceiveCount", "MessageGroupId", "SequenceNumber", "AWSTraceHeader")
 	d.nameKeys.init()
 	d.valueKeys.init("dataType", "stringValue", "binaryValue", "stringListValues", "binaryListValues")
 	return d
@@ -410,7 +411,7 @@ func (rr *recordReader) read(pos int) (int, error) {
 // systemAttributes reads the record's attributes object at pos.
 func (rr *recordReader) systemAttributes(pos int) (int, error) {
 	r := rr.r
-	r.SentTimestamp, r.ReceiveCount, r.MessageGroupID, r.SequenceNumber = "", "", "", ""
+	r.SentTimestamp, r.ReceiveCount, r.MessageGroupID, r.SequenceNumber, r.TraceHeader = "", "", "", "", ""
 	ok, pos, err := rr.typed(pos, "attributes", '{', "an object", true)
 	if !ok {
 		return pos, err
@@ -427,6 +428,8 @@ func (rr *recordReader) systemAttributes(pos int) (int, error) {
 			return rr.str(i, "attributes.MessageGroupId", &r.MessageGroupID)
 		case keySequenceNumber:
 			return rr.str(i, "attributes.SequenceNumber", &r.SequenceNumber)
+		case keyTraceHeader:
+			return rr.str(i, "attributes.AWSTraceHeader", &r.TraceHeader)
 		}
 		return rr.s.skip(i)
 	})

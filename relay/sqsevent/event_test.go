@@ -338,7 +338,7 @@ func FuzzDecodeEvent(f *testing.F) {
 			// Strings are kept byte for byte, where encoding/json turns
 			// invalid UTF-8 into U+FFFD: only valid ones are compared.
 			if want, ok := referenceRecord(refRecs[i]); ok {
-				got := fmt.Sprintf("%q %q %q %q %q %q %q %q %q", r.MessageID, r.Body, r.EventSourceARN, r.ReceiptHandle, r.SentTimestamp, r.ReceiveCount, r.MessageGroupID, r.SequenceNumber, r.Attributes)
+				got := fmt.Sprintf("%q %q %q %q %q %q %q %q %q %q", r.MessageID, r.Body, r.EventSourceARN, r.ReceiptHandle, r.TraceHeader, r.SentTimestamp, r.ReceiveCount, r.MessageGroupID, r.SequenceNumber, r.Attributes)
 				if got != want && validUTF8(r) {
 					t.Fatalf("record %d: decoded\n%s\nencoding/json reads\n%s", i, got, want)
 				}
@@ -350,7 +350,7 @@ func FuzzDecodeEvent(f *testing.F) {
 // validUTF8 reports whether r's strings are valid UTF-8, which encoding/json
 // reads as the decoder does (it turns invalid bytes into U+FFFD).
 func validUTF8(r Record) bool {
-	all := r.MessageID + string(r.Body) + r.EventSourceARN + r.ReceiptHandle + r.SentTimestamp + r.ReceiveCount + r.MessageGroupID + r.SequenceNumber
+	all := r.MessageID + string(r.Body) + r.EventSourceARN + r.ReceiptHandle + r.TraceHeader + r.SentTimestamp + r.ReceiveCount + r.MessageGroupID + r.SequenceNumber
 	for _, a := range r.Attributes {
 		all += a.Name + a.DataType
 		if !strings.HasPrefix(a.DataType, "Binary") {
@@ -379,7 +379,7 @@ func referenceRecord(raw map[string]json.RawMessage) (string, bool) {
 		return "", false
 	}
 	sysv := map[string]string{}
-	for _, k := range []string{"SentTimestamp", "ApproximateReceiveCount", "MessageGroupId", "SequenceNumber"} {
+	for _, k := range []string{"SentTimestamp", "ApproximateReceiveCount", "MessageGroupId", "SequenceNumber", "AWSTraceHeader"} {
 		if v, ok := sys[k]; ok && json.Unmarshal(v, new(string)) != nil {
 			return "", false
 		}
@@ -418,7 +418,7 @@ func referenceRecord(raw map[string]json.RawMessage) (string, bool) {
 	if len(list) == 0 {
 		list = nil
 	}
-	return fmt.Sprintf("%q %q %q %q %q %q %q %q %q", id, body, arn, handle, sysv["SentTimestamp"], sysv["ApproximateReceiveCount"],
+	return fmt.Sprintf("%q %q %q %q %q %q %q %q %q %q", id, body, arn, handle, sysv["AWSTraceHeader"], sysv["SentTimestamp"], sysv["ApproximateReceiveCount"],
 		sysv["MessageGroupId"], sysv["SequenceNumber"], list), true
 }
 
@@ -590,7 +590,8 @@ func decodeLikeEncodingJSON(t *testing.T, payload []byte) ([]Record, []error) {
 		}
 		if r.MessageID != w.MessageId || string(r.Body) != w.Body || r.EventSourceARN != w.EventSourceARN || r.ReceiptHandle != w.ReceiptHandle ||
 			r.SentTimestamp != w.Attributes["SentTimestamp"] || r.ReceiveCount != w.Attributes["ApproximateReceiveCount"] ||
-			r.MessageGroupID != w.Attributes["MessageGroupId"] || r.SequenceNumber != w.Attributes["SequenceNumber"] {
+			r.MessageGroupID != w.Attributes["MessageGroupId"] || r.SequenceNumber != w.Attributes["SequenceNumber"] ||
+			r.TraceHeader != w.Attributes["AWSTraceHeader"] {
 			t.Fatalf("record %d: %+v; encoding/json reads %+v", i, r, w)
 		}
 		if len(r.Attributes) != len(w.MessageAttributes) {

@@ -12,6 +12,7 @@ type Record struct {
 	ReceiveCount   string // ApproximateReceiveCount
 	MessageGroupID string // FIFO queues only
 	SequenceNumber string // FIFO queues only
+	TraceHeader    string // AWSTraceHeader: the X-Ray trace header, when the sender had one
 
 	EventSourceARN string
 	// ReceiptHandle names this receive of the message: the relay changes

@@ -34,6 +34,7 @@ const (
 	slotReceiveCount
 	slotMessageGroupID
 	slotSequenceNumber
+	slotTraceHeader
 	slotAttrDataType
 	slotAttrString
 	slotAttrBinary
@@ -45,7 +46,7 @@ var (
 	recordSlots = [...]uint8{keyMessageID: slotMessageID, keyBody: slotBody, keyEventSourceARN: slotEventSourceARN,
 		keyReceiptHandle: slotReceiptHandle}
 	systemSlots = [...]uint8{keySentTimestamp: slotSentTimestamp, keyReceiveCount: slotReceiveCount,
-		keyMessageGroupID: slotMessageGroupID, keySequenceNumber: slotSequenceNumber}
+		keyMessageGroupID: slotMessageGroupID, keySequenceNumber: slotSequenceNumber, keyTraceHeader: slotTraceHeader}
 	valueSlots = [...]uint8{keyDataType: slotAttrDataType, keyStringValue: slotAttrString, keyBinaryValue: slotAttrBinary}
 )
 
@@ -190,6 +191,8 @@ func (d *eventDecoder) readByTemplate(t *template, pos int, r *Record) (int, boo
 			r.MessageGroupID = bytesToString(v)
 		case slotSequenceNumber:
 			r.SequenceNumber = bytesToString(v)
+		case slotTraceHeader:
+			r.TraceHeader = bytesToString(v)
 		case slotAttrDataType:
 			vals[sl.attr].dataType = v
 		case slotAttrString:
