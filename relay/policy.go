@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"time"
 )
@@ -81,6 +82,11 @@ type Queue interface {
 	// policy, or 0 when it has none.
 	MaxReceiveCount(ctx context.Context, sourceARN string) (int, error)
 }
+
+// ErrSQSRefused marks an item SQS answered and refused (a message over
+// its size limit, say), as opposed to no answer at all: only the latter
+// says there may be no path to SQS.
+var ErrSQSRefused = errors.New("SQS refused it")
 
 // DeadLetter is a record to move to the dead-letter queue.
 type DeadLetter struct {

@@ -103,7 +103,7 @@ func (b *batchRun) deadLetter(ctx context.Context, payload []byte) {
 			err = errs[k]
 		}
 		out.Errs[i] = &PolicyError{Err: out.Errs[i], Policy: fmt.Errorf("not dead-lettered: %w", err)}
-		if firstErr == nil {
+		if firstErr == nil && !errors.Is(err, ErrSQSRefused) {
 			firstErr = err
 		}
 	}
@@ -161,7 +161,7 @@ func (b *batchRun) backOff(ctx context.Context) {
 	for k, i := range which {
 		if k < len(errs) && errs[k] == nil {
 			out.BackedOff = append(out.BackedOff, BackedOff{Index: i, Delay: changes[k].Visibility})
-		} else if firstErr == nil {
+		} else if firstErr == nil && (k >= len(errs) || !errors.Is(errs[k], ErrSQSRefused)) {
 			firstErr = errNoAnswer
 			if k < len(errs) {
 				firstErr = errs[k]

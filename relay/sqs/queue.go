@@ -219,7 +219,7 @@ func settleEntries[O any](errs []error, which []int, out *O, err error, read fun
 	}
 	for _, f := range failed {
 		if i, err := strconv.Atoi(aws.ToString(f.Id)); err == nil && i >= 0 && i < len(errs) {
-			errs[i] = fmt.Errorf("SQS refused it: %s: %s", aws.ToString(f.Code), aws.ToString(f.Message))
+			errs[i] = fmt.Errorf("%w: %s: %s", relay.ErrSQSRefused, aws.ToString(f.Code), aws.ToString(f.Message))
 		}
 	}
 }
