@@ -101,13 +101,14 @@ type Config struct {
 }
 
 // GoMemoryLimit is the Go runtime's soft memory limit for a function of
-// memoryMB: half of it, less 44 MiB for what Go does not count (the
+// memoryMB: half of it, less 40 MiB for what Go does not count (the
 // binary's text, librdkafka's C heap with a batch's copy in its queue).
-// At 128 MB that is 20 MiB, which keeps the peak RSS over back-to-back
-// 6 MB events at 54-56 MB instead of 83-94 MB, for more GC work
+// At 128 MB that is 24 MiB: the peak RSS over back-to-back 6 MB events is
+// 61-68 MB instead of 83-94 MB, for more GC work; 20 MiB keeps it under
+// 57 MB but then misses the deadline at 7.2% of a CPU
 // (docs/performance.md). GOMEMLIMIT, when set, wins.
 func GoMemoryLimit(memoryMB int) int64 {
-	return max(16<<20, int64(memoryMB)<<20/2-44<<20)
+	return max(16<<20, int64(memoryMB)<<20/2-40<<20)
 }
 
 // Authentication modes for RELAY_AUTH.

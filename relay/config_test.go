@@ -254,7 +254,7 @@ func TestGoMemoryLimit(t *testing.T) {
 	for _, tt := range []struct {
 		mb   int
 		want int64
-	}{{128, 20 << 20}, {256, 84 << 20}, {1769, 1769<<20/2 - 44<<20}, {64, 16 << 20}} {
+	}{{128, 24 << 20}, {256, 88 << 20}, {1769, 1769<<20/2 - 40<<20}, {64, 16 << 20}} {
 		if got := GoMemoryLimit(tt.mb); got != tt.want {
 			t.Errorf("GoMemoryLimit(%d) = %d MiB, want %d MiB", tt.mb, got>>20, tt.want>>20)
 		}
