@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -111,8 +113,20 @@ func TestBinaryRelaysUnderRuntimeAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
+	// No credentials and an instance metadata service refusing tokens: the
+	// failure policy's SQS client, sending the oversized record to the DLQ,
+	// falls back to IMDSv1, which the SDK says in a line of its own that
+	// must be JSON too. The DLQ is never reached; the record stays failed.
+	imds := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusForbidden) }))
+	t.Cleanup(imds.Close)
+	closed, err := broker.ClosedAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
 	api, logs, _ := startFunction(t,
-		"RELAY_BROKERS="+c.Addrs(), "RELAY_TOPIC=events", "RELAY_AUTH=none", "RELAY_MAX_MESSAGE_BYTES=1000")
+		"RELAY_BROKERS="+c.Addrs(), "RELAY_TOPIC=events", "RELAY_AUTH=none", "RELAY_MAX_MESSAGE_BYTES=1000",
+		"RELAY_DLQ_URL=https://sqs.eu-west-1.amazonaws.com/123456789012/events-dlq", "AWS_ENDPOINT_URL_SQS=http://"+closed,
+		"AWS_REGION=eu-west-1", "AWS_EC2_METADATA_SERVICE_ENDPOINT="+imds.URL, "AWS_CONFIG_FILE="+os.DevNull, "AWS_SHARED_CREDENTIALS_FILE="+os.DevNull)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -150,7 +164,7 @@ func TestBinaryRelaysUnderRuntimeAPI(t *testing.T) {
 	if n := strings.Count(out, `"msg":"relay ready"`); n != 1 {
 		t.Errorf("producer built %d times, want once per sandbox", n)
 	}
-	for _, want := range []string{`"requestId":"req-1"`, `"requestId":"req-2"`, `"messageId":"big1","reason":"oversized"`} {
+	for _, want := range []string{`"requestId":"req-1"`, `"requestId":"req-2"`, `"messageId":"big1","reason":"oversized"`, `"source":"aws-sdk"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("logs lack %s", want)
 		}

@@ -112,7 +112,8 @@ func TestBinaryAt128MB(t *testing.T) {
 
 // TestBinaryAt128MBAnswersInTime: at 7.2% of a CPU, a 6 MB event of
 // 10,000 records is answered before its deadline when the broker stalls
-// (accepts and never answers), is unreachable, or refuses the credentials.
+// (accepts and never answers), is unreachable, or refuses the credentials,
+// and the SQS API the failure policy calls does not answer either.
 func TestBinaryAt128MBAnswersInTime(t *testing.T) {
 	silent, err := broker.StartSilent()
 	if err != nil {
@@ -123,6 +124,15 @@ func TestBinaryAt128MBAnswersInTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// SQS black-holed, as from a VPC with neither NAT nor endpoint: the
+	// failure policy's calls run out their share of the margin.
+	sqsSilent, err := broker.StartSilent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sqsSilent.Close() })
+	lambdaEnv := []string{"RELAY_TOPIC=events", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128", "AWS_REGION=eu-west-1",
+		"AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=test-secret", "AWS_ENDPOINT_URL_SQS=http://" + sqsSilent.Addr()}
 	pki := newPKI(t)
 	scram := startCluster(t, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", scramUser, scramPassword), kfake.TLS(pki.ServerTLS(false)))
 	for _, tc := range []struct {
@@ -136,7 +146,7 @@ func TestBinaryAt128MBAnswersInTime(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sb := sandbox128(t)
-			api, _, _ := startFunctionArgv(t, sb.Wrap([]string{binary}), append(tc.env, "RELAY_TOPIC=events", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128")...)
+			api, _, _ := startFunctionArgv(t, sb.Wrap([]string{binary}), append(tc.env, lambdaEnv...)...)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			const timeout = 10 * time.Second

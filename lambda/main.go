@@ -18,6 +18,7 @@ import (
 
 	"github.com/sqs-msk-relay/relay/relay"
 	"github.com/sqs-msk-relay/relay/relay/auth"
+	"github.com/sqs-msk-relay/relay/relay/awslog"
 	"github.com/sqs-msk-relay/relay/relay/doctor"
 	"github.com/sqs-msk-relay/relay/relay/initerror"
 	"github.com/sqs-msk-relay/relay/relay/kafka"
@@ -52,7 +53,8 @@ func main() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), initBudget)
 	defer cancel()
-	a, err := auth.Setup(ctx, cfg)
+	sdkLog := awslog.Option(log)
+	a, err := auth.Setup(ctx, cfg, sdkLog)
 	if err != nil {
 		initFailed(log, "Runtime.AuthError", err)
 	}
@@ -66,7 +68,7 @@ func main() {
 	if h.Retry.Base > 0 || h.DeadLetters {
 		// The endpoint comes from the SDK's own configuration
 		// (AWS_ENDPOINT_URL_SQS); the calls are bounded per batch.
-		if awsCfg, err := config.LoadDefaultConfig(ctx); err != nil {
+		if awsCfg, err := config.LoadDefaultConfig(ctx, sdkLog); err != nil {
 			log.Warn("no SQS client: failed records come back after the queue's visibility timeout", "error", err.Error())
 		} else {
 			h.Queue = relaysqs.NewQueue(awssqs.NewFromConfig(awsCfg), cfg.DLQURL)

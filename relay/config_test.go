@@ -198,6 +198,32 @@ func TestProduceDeadline(t *testing.T) {
 // a quarter of its step, and the receive before the last waits Max, so
 // that with the defaults and maxReceiveCount 5 a healthy record reaches
 // the DLQ only after an outage of more than 12 hours.
+// TestSettleBudget: the failure policy's SQS calls never take the time
+// logging and answering need, which grows with the batch and shrinks with
+// the function's share of a CPU.
+func TestSettleBudget(t *testing.T) {
+	full := &Handler{margin: time.Second, cpuShare: 1}
+	small := &Handler{margin: time.Second, cpuShare: 128.0 / 1769}
+	for _, tc := range []struct {
+		name    string
+		h       *Handler
+		left    time.Duration
+		records int
+		want    time.Duration
+	}{
+		{"half of what is left", full, 4 * time.Second, 10, 2 * time.Second},
+		{"the margin's other half kept", full, time.Second, 10, 500*time.Millisecond - 50*time.Microsecond},
+		{"a big batch on a full CPU", full, 2 * time.Second, 10000, time.Second},
+		{"a big batch at 128 MB", small, 2 * time.Second, 10000, 2*time.Second - 500*time.Millisecond - 690950*time.Microsecond},
+		{"nothing left at 128 MB", small, time.Second, 10000, 0},
+		{"past the deadline", full, -time.Second, 10, 0},
+	} {
+		if got := tc.h.settleBudget(tc.left, tc.records); got.Round(time.Millisecond) != tc.want.Round(time.Millisecond) {
+			t.Errorf("%s: %v with %v left for %d records, want %v", tc.name, got, tc.left, tc.records, tc.want)
+		}
+	}
+}
+
 func TestRetryDelay(t *testing.T) {
 	r := Retry{Base: time.Minute, Max: MaxVisibility}
 	tests := []struct {

@@ -29,19 +29,20 @@ type Auth struct {
 }
 
 // Setup resolves cfg's credentials. ctx bounds the AWS calls it makes
-// (Secrets Manager; STS is called later, when a token is signed).
-func Setup(ctx context.Context, cfg relay.Config) (Auth, error) {
+// (Secrets Manager; STS is called later, when a token is signed); opts add
+// to the SDK's configuration.
+func Setup(ctx context.Context, cfg relay.Config, opts ...func(*config.LoadOptions) error) (Auth, error) {
 	a := Auth{Config: cfg}
 	switch {
 	case cfg.Auth == relay.AuthIAM:
-		tokens, err := mskiam.New(ctx, cfg.AWSRegion, cfg.IAMRoleARN)
+		tokens, err := mskiam.New(ctx, cfg.AWSRegion, cfg.IAMRoleARN, opts...)
 		if err != nil {
 			return Auth{}, fmt.Errorf("MSK IAM credentials: %w", err)
 		}
 		tokens.MaxLifetime = cfg.IAMTokenLifetime
 		a.Tokens = tokens
 	case cfg.Auth == relay.AuthSCRAM && cfg.SCRAMSecretARN != "":
-		awsCfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(cfg.AWSRegion))
+		awsCfg, err := config.LoadDefaultConfig(ctx, append(opts, config.WithRegion(cfg.AWSRegion))...)
 		if err != nil {
 			return Auth{}, fmt.Errorf("load AWS configuration for RELAY_SCRAM_SECRET_ARN: %w", err)
 		}

@@ -33,9 +33,10 @@ type Provider struct {
 // New returns a provider for region. Credentials come from the default
 // chain (in Lambda, the function's role); with roleARN set, from that role,
 // assumed through STS and cached until shortly before they expire, so
-// tokens do not cost an STS call each.
-func New(ctx context.Context, region, roleARN string) (*Provider, error) {
-	cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(region))
+// tokens do not cost an STS call each. opts add to the SDK's configuration
+// (its logger, in the function).
+func New(ctx context.Context, region, roleARN string, opts ...func(*config.LoadOptions) error) (*Provider, error) {
+	cfg, err := config.LoadDefaultConfig(ctx, append(opts, config.WithRegion(region))...)
 	if err != nil {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)
 	}
