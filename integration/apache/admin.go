@@ -39,23 +39,20 @@ func (c *Cluster) Metadata(ctx context.Context, topics ...string) (*kmsg.Metadat
 
 // WaitReady returns once every running broker is registered and, for
 // each topic given, every partition has a leader and all its replicas in
-// sync.
+// sync, as every running broker sees it: a broker just resumed from
+// SIGSTOP answers from its metadata of before the pause (itself the
+// leader, the ISR full) until it catches up.
 func (c *Cluster) WaitReady(ctx context.Context, topics ...string) error {
-	want := 0
+	var running []*Node
 	for _, n := range c.nodes {
 		if n.Running() {
-			want++
+			running = append(running, n)
 		}
 	}
 	var last error
 	for ctx.Err() == nil {
-		md, err := c.Metadata(ctx, topics...)
-		last = err
-		if err == nil {
-			last = healthy(md, want)
-			if last == nil {
-				return nil
-			}
+		if last = c.agreed(ctx, running, topics); last == nil {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -63,6 +60,47 @@ func (c *Cluster) WaitReady(ctx context.Context, topics ...string) error {
 		}
 	}
 	return fmt.Errorf("cluster not ready: %w (last: %v)", ctx.Err(), last)
+}
+
+// agreed asks each of nodes for topics' metadata: each must see the
+// cluster healthy, and all the same leader and leader epoch for each
+// partition.
+func (c *Cluster) agreed(ctx context.Context, nodes []*Node, topics []string) error {
+	type leader struct{ id, epoch int32 }
+	seen := map[string]leader{}
+	for _, n := range nodes {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(n.Addr(Plaintext)), kgo.RetryTimeout(5*time.Second))
+		if err != nil {
+			return err
+		}
+		req := kmsg.NewPtrMetadataRequest()
+		for _, t := range topics {
+			rt := kmsg.NewMetadataRequestTopic()
+			rt.Topic = kmsg.StringPtr(t)
+			req.Topics = append(req.Topics, rt)
+		}
+		resp, err := cl.SeedBrokers()[0].Request(ctx, req)
+		cl.Close()
+		var md *kmsg.MetadataResponse
+		if err == nil {
+			md = resp.(*kmsg.MetadataResponse)
+			err = healthy(md, len(nodes))
+		}
+		if err != nil {
+			return fmt.Errorf("broker %d: %w", n.ID, err)
+		}
+		for _, t := range md.Topics {
+			for _, p := range t.Partitions {
+				k := fmt.Sprintf("%s/%d", *t.Topic, p.Partition)
+				got := leader{p.Leader, p.LeaderEpoch}
+				if want, ok := seen[k]; ok && want != got {
+					return fmt.Errorf("broker %d sees %s led by %d at epoch %d, another broker by %d at epoch %d", n.ID, k, got.id, got.epoch, want.id, want.epoch)
+				}
+				seen[k] = got
+			}
+		}
+	}
+	return nil
 }
 
 func healthy(md *kmsg.MetadataResponse, brokers int) error {

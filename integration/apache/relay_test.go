@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sqs-msk-relay/relay/integration"
 	"github.com/sqs-msk-relay/relay/integration/apache"
@@ -146,7 +147,29 @@ func account(t *testing.T, topic string, sent []string, failed map[string]bool) 
 			tl.Acked++
 		}
 	}
+	if tl.AckedMissing > 0 {
+		read := map[int32]int{}
+		for _, r := range recs {
+			read[r.Partition]++
+		}
+		md, err := cluster.Metadata(ctx, topic)
+		t.Logf("%s: records read by partition %v; metadata %s (%v)", topic, read, partitions(md), err)
+	}
 	return tl, seen
+}
+
+// partitions says who leads each partition in md and what is in sync.
+func partitions(md *kmsg.MetadataResponse) string {
+	if md == nil {
+		return "none"
+	}
+	var b strings.Builder
+	for _, t := range md.Topics {
+		for _, p := range t.Partitions {
+			fmt.Fprintf(&b, "[%d: leader %d epoch %d ISR %v] ", p.Partition, p.Leader, p.LeaderEpoch, p.ISR)
+		}
+	}
+	return b.String()
 }
 
 func header(r *kgo.Record, key string) string {
