@@ -95,10 +95,11 @@ soak: kafka-libs
 	RELAY_KAFKA_LIBS=$(KAFKA_LIBS) RELAY_KAFKA_SOAK=$(KAFKA_SOAK) $(GO) test -count=1 -timeout 60m -run 'TestSoak' -v ./integration/apache/ | grep -E '\||^(---|ok|FAIL)|seed|drawn|batches,'
 
 
-## fuzz: the event decoder and the mapping under go test -fuzz, FUZZTIME each (default 60s)
+## fuzz: the event decoder, the envelope reader and the mapping under go test -fuzz, FUZZTIME each (default 60s)
 FUZZTIME ?= 60s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./relay/sqsevent/
+	$(GO) test -run '^$$' -fuzz '^FuzzEnvelopeReader$$' -fuzztime $(FUZZTIME) ./relay/sqsevent/
 	$(GO) test -run '^$$' -fuzz '^FuzzMap$$' -fuzztime $(FUZZTIME) ./relay/
 
 ## bench: relay vs raw librdkafka vs the naive pattern on the embedded broker, one run, ratios and chart; then on the real RF-3 cluster

@@ -45,6 +45,10 @@ type Config struct {
 	// default 0: the token's own 15 min.
 	IAMTokenLifetime time.Duration
 
+	// BodyFormat is what an SQS body holds: BodyRaw (the Kafka value as
+	// is), BodySNS (an SNS notification, unwrapped) or BodyEventBridge (an
+	// EventBridge event, its fields headed). RELAY_BODY_FORMAT, default raw.
+	BodyFormat BodyFormat
 	// TopicAttribute names a message attribute whose value routes a record
 	// to another topic, which must be on AllowedTopics.
 	// RELAY_TOPIC_ATTRIBUTE, default unset (no routing).
@@ -151,6 +155,7 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 		DeadlineMargin:   DefaultDeadlineMargin,
 		BrokersDownGrace: DefaultBrokersDownGrace,
 		ClientID:         DefaultClientID,
+		BodyFormat:       BodyRaw,
 		LogLevel:         slog.LevelInfo,
 		RetryBase:        DefaultRetryBase,
 		RetryMax:         DefaultRetryMax,
@@ -259,8 +264,17 @@ func (c *Config) kafkaFromEnv(e *envReader) {
 	}
 }
 
-// routingFromEnv reads the topic and key attributes and the size limit.
+// routingFromEnv reads the body format, the topic and key attributes and
+// the size limit.
 func (c *Config) routingFromEnv(e *envReader) {
+	if v, ok := e.get("RELAY_BODY_FORMAT"); ok {
+		switch f := BodyFormat(v); f {
+		case BodyRaw, BodySNS, BodyEventBridge:
+			c.BodyFormat = f
+		default:
+			e.bad("RELAY_BODY_FORMAT", v, "want raw, sns or eventbridge")
+		}
+	}
 	topicAttr, routed := e.get("RELAY_TOPIC_ATTRIBUTE")
 	if routed {
 		if !attrName.MatchString(topicAttr) {

@@ -21,6 +21,7 @@ const (
 
 // Mapper turns records into Kafka messages as DESIGN.md's mapping says.
 type Mapper struct {
+	format    BodyFormat
 	topic     string
 	topicAttr string
 	allowed   map[string]bool
@@ -31,6 +32,7 @@ type Mapper struct {
 // NewMapper returns the mapping configured by c.
 func NewMapper(c Config) *Mapper {
 	m := &Mapper{
+		format:    c.BodyFormat,
 		topic:     c.Topic,
 		topicAttr: c.TopicAttribute,
 		keyAttr:   c.KeyAttribute,
@@ -62,18 +64,31 @@ func HeaderCount(r *Record) int {
 // attribute headers share r's bytes. An error is a *RecordError naming the
 // field.
 func (m *Mapper) Map(r *Record, msg *Message) error {
-	if len(r.Body) > m.maxBytes {
-		return &RecordError{MessageID: r.MessageID, Field: "body", Reason: ReasonOversized,
-			Err: fmt.Errorf("%d bytes, over RELAY_MAX_MESSAGE_BYTES=%d", len(r.Body), m.maxBytes)}
+	value, valueField := r.Body, "body"
+	env := &msg.env
+	if m.format != BodyRaw && m.format != "" {
+		if err := env.unwrap(m.format, r); err != nil {
+			return err
+		}
+		value = env.value
+		if m.format == BodySNS {
+			valueField = "body.Message"
+		}
+	} else {
+		env.attrs, env.headers = env.attrs[:0], env.headers[:0]
 	}
-	msg.Value = r.Body
+	if len(value) > m.maxBytes {
+		return &RecordError{MessageID: r.MessageID, Field: valueField, Reason: ReasonOversized,
+			Err: fmt.Errorf("%d bytes, over RELAY_MAX_MESSAGE_BYTES=%d", len(value), m.maxBytes)}
+	}
+	msg.Value = value
 
 	msg.Topic = m.topic
 	if m.topicAttr != "" {
-		if a, ok := r.Attribute(m.topicAttr); ok {
+		if a, inEnvelope, ok := attribute(r, env, m.topicAttr); ok {
 			t := string(a.Value)
 			if !m.allowed[t] {
-				return &RecordError{MessageID: r.MessageID, Field: "messageAttributes." + m.topicAttr, Reason: ReasonTopicNotAllowed,
+				return &RecordError{MessageID: r.MessageID, Field: attributeField(env, inEnvelope, m.topicAttr), Reason: ReasonTopicNotAllowed,
 					Err: fmt.Errorf("names topic %s, which is not on RELAY_ALLOWED_TOPICS", quote(t))}
 			}
 			msg.Topic = t
@@ -81,7 +96,7 @@ func (m *Mapper) Map(r *Record, msg *Message) error {
 	}
 
 	msg.Key = nil
-	if a, ok := m.keyAttribute(r); ok {
+	if a, _, ok := m.keyAttribute(r, env); ok {
 		msg.Key = a.Value
 	} else if r.MessageGroupID != "" {
 		msg.Key = stringBytes(r.MessageGroupID)
@@ -113,9 +128,10 @@ func (m *Mapper) Map(r *Record, msg *Message) error {
 	if r.SequenceNumber != "" {
 		h = append(h, Header{Key: HeaderSequenceNumber, Value: stringBytes(r.SequenceNumber)})
 	}
+	h = append(h, env.headers...)
 	if r.TraceHeader != "" {
 		h = append(h, Header{Key: HeaderXRay, Value: stringBytes(r.TraceHeader)})
-		if _, own := r.Attribute(HeaderTraceparent); !own {
+		if _, _, own := attribute(r, env, HeaderTraceparent); !own {
 			if tp, ok := traceparent(&msg.traceparent, r.TraceHeader); ok {
 				h = append(h, Header{Key: HeaderTraceparent, Value: tp})
 			}
@@ -125,11 +141,31 @@ func (m *Mapper) Map(r *Record, msg *Message) error {
 	return nil
 }
 
-func (m *Mapper) keyAttribute(r *Record) (*Attribute, bool) {
+func (m *Mapper) keyAttribute(r *Record, env *envelope) (*Attribute, bool, bool) {
 	if m.keyAttr == "" {
-		return nil, false
+		return nil, false, false
 	}
-	return r.Attribute(m.keyAttr)
+	return attribute(r, env, m.keyAttr)
+}
+
+// attribute is r's message attribute called name or, without one, its
+// envelope's (inEnvelope).
+func attribute(r *Record, env *envelope, name string) (a *Attribute, inEnvelope, ok bool) {
+	if a, ok := r.Attribute(name); ok {
+		return a, false, true
+	}
+	if a, ok := env.attribute(name); ok {
+		return a, true, true
+	}
+	return nil, false, false
+}
+
+// attributeField names an attribute attribute found, for an error.
+func attributeField(env *envelope, inEnvelope bool, name string) string {
+	if inEnvelope {
+		return env.attrField + name
+	}
+	return "messageAttributes." + name
 }
 
 // stringBytes views s as bytes without copying, for header values that

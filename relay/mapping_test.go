@@ -110,10 +110,28 @@ func TestMapReusesHeaders(t *testing.T) {
 // BenchmarkDecodeAndMap is the relay's own work per batch, without
 // librdkafka: decoding a 10,000-record event and mapping every record.
 func BenchmarkDecodeAndMap(b *testing.B) {
+	benchDecodeAndMap(b, BodyRaw, strings.Repeat("x", 1024))
+}
+
+// BenchmarkDecodeAndMapEnvelope: the same records, each body a 1 KiB value
+// in an SNS notification (two message attributes) or an EventBridge event.
+func BenchmarkDecodeAndMapEnvelope(b *testing.B) {
+	value := strings.Repeat("x", 1024)
+	sns := `{"Type":"Notification","MessageId":"22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324","TopicArn":"arn:aws:sns:eu-west-1:123456789012:orders",` +
+		`"Subject":"order placed","Message":"` + value + `","Timestamp":"2026-12-02T00:54:06.655Z","SignatureVersion":"1",` +
+		`"Signature":"` + strings.Repeat("A", 344) + `","SigningCertURL":"https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-f3ecfb7224c7233fe7bb5f59f96de52f.pem",` +
+		`"UnsubscribeURL":"https://sns.eu-west-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=arn:aws:sns:eu-west-1:123456789012:orders:c9135db0",` +
+		`"MessageAttributes":{"customer":{"Type":"String","Value":"c-42"},"priority":{"Type":"Number","Value":"7"}}}`
+	eb := `{"version":"0","id":"6a7e8feb-b491-4cf7-a9f1-bf3703467718","detail-type":"OrderPlaced","source":"com.example.orders",` +
+		`"account":"123456789012","time":"2026-12-02T00:54:06Z","region":"eu-west-1","resources":[],"detail":{"order":"o-1","note":"` + value + `"}}`
+	b.Run("format=sns", func(b *testing.B) { benchDecodeAndMap(b, BodySNS, sns) })
+	b.Run("format=eventbridge", func(b *testing.B) { benchDecodeAndMap(b, BodyEventBridge, eb) })
+}
+
+func benchDecodeAndMap(b *testing.B, format BodyFormat, body string) {
 	const n = 10000
 	var sb strings.Builder
 	sb.WriteString(`{"Records":[`)
-	body := strings.Repeat("x", 1024)
 	for i := range n {
 		if i > 0 {
 			sb.WriteByte(',')
@@ -125,7 +143,7 @@ func BenchmarkDecodeAndMap(b *testing.B) {
 	}
 	sb.WriteString(`]}`)
 	payload := []byte(sb.String())
-	m := NewMapper(Config{Topic: "events", MaxMessageBytes: DefaultMaxMessageBytes})
+	m := NewMapper(Config{Topic: "events", MaxMessageBytes: DefaultMaxMessageBytes, BodyFormat: format})
 	var msg Message
 	var failed error
 	// As the handler does: each record is mapped as soon as it is decoded,

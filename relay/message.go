@@ -11,6 +11,7 @@ type Message struct {
 	Timestamp time.Time // zero: librdkafka stamps the produce time
 
 	traceparent [traceparentLen]byte // where Map writes a derived traceparent
+	env         envelope             // the body unwrapped, for RELAY_BODY_FORMAT sns and eventbridge
 }
 
 // Header is one Kafka record header.

@@ -1,0 +1,235 @@
+package sqsevent
+
+import (
+	"encoding/base64"
+	"fmt"
+)
+
+// SNSNotification is what a relay reads of an SNS notification, the body
+// an SNS subscription without raw message delivery writes to SQS. The
+// signature fields are skipped: SQS's access policy vouches for the
+// sender.
+type SNSNotification struct {
+	Type, MessageID, TopicARN, Timestamp []byte
+	Message                              []byte
+	HasMessage                           bool
+	Subject                              []byte
+	HasSubject                           bool
+	// Attributes are the MessageAttributes in the order SNS wrote them:
+	// String, Number and String.Array values as UTF-8, Binary decoded from
+	// base64.
+	Attributes []Attribute
+}
+
+// EventBridgeEvent is what a relay reads of an EventBridge event, the body
+// a rule targeting SQS writes.
+type EventBridgeEvent struct {
+	ID, Source, DetailType, Time []byte
+	HasDetail                    bool
+}
+
+// EnvelopeReader reads SNS notifications and EventBridge events from SQS
+// bodies with the event decoder's scanner. What it returns stays valid
+// and unchanged while the reader lives, so one reader serves a batch;
+// it is not safe for concurrent use.
+type EnvelopeReader struct {
+	s                         scanner
+	snsKeys, attrKeys, ebKeys keys
+}
+
+const (
+	snsType = iota
+	snsMessageID
+	snsTopicARN
+	snsTimestamp
+	snsSubject
+	snsMessage
+	snsAttributes
+)
+
+const (
+	ebID = iota
+	ebSource
+	ebDetailType
+	ebTime
+	ebDetail
+)
+
+func (d *EnvelopeReader) start(body []byte) {
+	if d.snsKeys.n == 0 {
+		d.snsKeys.init("Type", "MessageId", "TopicArn", "Timestamp", "Subject", "Message", "MessageAttributes")
+		d.attrKeys.init("Type", "Value")
+		d.ebKeys.init("id", "source", "detail-type", "time", "detail")
+	}
+	d.s.buf, d.s.lastAt, d.s.last, d.s.depth = body, 0, nil, 0
+}
+
+// SNS reads body into n. A field that is there but wrong comes back as
+// field (e.g. "MessageAttributes.color.Value") and the error; a body
+// that is not JSON, or not an object, with field "".
+func (d *EnvelopeReader) SNS(body []byte, n *SNSNotification) (field string, err error) {
+	d.start(body)
+	*n = SNSNotification{Attributes: n.Attributes[:0]}
+	s := &d.s
+	i, err := s.fields(0, &d.snsKeys, func(i, k int, key []byte) (int, error) {
+		var dst *[]byte
+		switch k {
+		case snsType:
+			dst = &n.Type
+		case snsMessageID:
+			dst = &n.MessageID
+		case snsTopicARN:
+			dst = &n.TopicARN
+		case snsTimestamp:
+			dst = &n.Timestamp
+		case snsSubject:
+			dst = &n.Subject
+		case snsMessage:
+			dst = &n.Message
+		case snsAttributes:
+			return d.snsAttributes(i, n, &field)
+		default:
+			return s.skip(i)
+		}
+		j, isNull := s.null(i)
+		if isNull {
+			return j, nil
+		}
+		v, j, err := d.str(i)
+		if _, ok := err.(kindError); ok {
+			field = string(key)
+		}
+		*dst = v
+		n.HasSubject = n.HasSubject || k == snsSubject
+		n.HasMessage = n.HasMessage || k == snsMessage
+		return j, err
+	})
+	if err == nil {
+		err = d.end(i)
+	}
+	return field, err
+}
+
+// snsAttributes reads the MessageAttributes object at i.
+func (d *EnvelopeReader) snsAttributes(i int, n *SNSNotification, field *string) (int, error) {
+	s := &d.s
+	if j, isNull := s.null(i); isNull {
+		return j, nil
+	}
+	if c, _ := s.peek(i); c != '{' {
+		*field = "MessageAttributes"
+		return i, fmt.Errorf("%s, want an object", s.kind(i))
+	}
+	return s.object(i, func(i int, name []byte) (int, error) {
+		at := func(suffix string) string { return "MessageAttributes." + string(name) + suffix }
+		if c, _ := s.peek(i); c != '{' {
+			*field = at("")
+			return i, fmt.Errorf("%s, want an object", s.kind(i))
+		}
+		var typ, value []byte
+		var hasValue bool
+		i, err := s.fields(i, &d.attrKeys, func(i, k int, key []byte) (int, error) {
+			if k != 0 && k != 1 {
+				return s.skip(i)
+			}
+			v, j, err := d.str(i)
+			if _, ok := err.(kindError); ok {
+				*field = at("." + string(key))
+			}
+			if k == 0 {
+				typ = v
+			} else {
+				value, hasValue = v, true
+			}
+			return j, err
+		})
+		if err != nil {
+			return i, err
+		}
+		switch string(typ) {
+		case "String", "Number", "String.Array":
+		case "Binary":
+			start := s.reserve(base64.StdEncoding.DecodedLen(len(value)), len(s.arena))
+			s.arena, err = base64.StdEncoding.AppendDecode(s.arena, value)
+			if err != nil {
+				s.arena = s.arena[:start]
+				*field = at(".Value")
+				return i, fmt.Errorf("not base64: %w", err)
+			}
+			value = s.arena[start:len(s.arena):len(s.arena)]
+		default:
+			*field = at(".Type")
+			if len(typ) == 0 {
+				return i, fmt.Errorf("missing, want String, Number, String.Array or Binary")
+			}
+			return i, fmt.Errorf("%s, want String, Number, String.Array or Binary", quote(string(typ)))
+		}
+		if !hasValue {
+			*field = at(".Value")
+			return i, fmt.Errorf("missing")
+		}
+		n.Attributes = append(n.Attributes, Attribute{Name: bytesToString(name), DataType: bytesToString(typ), Value: value})
+		return i, nil
+	})
+}
+
+// EventBridge reads body into ev, reporting errors as SNS does.
+func (d *EnvelopeReader) EventBridge(body []byte, ev *EventBridgeEvent) (field string, err error) {
+	d.start(body)
+	*ev = EventBridgeEvent{}
+	s := &d.s
+	i, err := s.fields(0, &d.ebKeys, func(i, k int, key []byte) (int, error) {
+		var dst *[]byte
+		switch k {
+		case ebID:
+			dst = &ev.ID
+		case ebSource:
+			dst = &ev.Source
+		case ebDetailType:
+			dst = &ev.DetailType
+		case ebTime:
+			dst = &ev.Time
+		case ebDetail:
+			ev.HasDetail = true
+			return s.skip(i)
+		default:
+			return s.skip(i)
+		}
+		v, j, err := d.str(i)
+		if _, ok := err.(kindError); ok {
+			field = string(key)
+		}
+		*dst = v
+		return j, err
+	})
+	if err == nil {
+		err = d.end(i)
+	}
+	return field, err
+}
+
+// str reads the string at i; a value of another type is a kindError,
+// which the caller names the field of.
+func (d *EnvelopeReader) str(i int) ([]byte, int, error) {
+	s := &d.s
+	if c, _ := s.peek(i); c != '"' {
+		if j, err := s.skip(i); err != nil {
+			return nil, j, err // not JSON: the body's error, not the field's
+		}
+		return nil, i, kindError(s.kind(i))
+	}
+	return s.str(i)
+}
+
+// kindError is a value of the wrong JSON type where a string belongs.
+type kindError string
+
+func (k kindError) Error() string { return string(k) + ", want a string" }
+
+// end checks that nothing but space follows the object.
+func (d *EnvelopeReader) end(i int) error {
+	if i = d.s.ws(i); i < len(d.s.buf) {
+		return d.s.syntax(i, "expected the end after the object")
+	}
+	return nil
+}
