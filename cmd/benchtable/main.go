@@ -103,6 +103,12 @@ func main() {
 	if a, ok := get("BenchmarkDecodeAndMap", "allocs/record"); ok {
 		row("heap allocations per record, decoding + mapping", fmt.Sprintf("%.4f", a), "≤ 4")
 	}
+	for _, f := range []struct{ format, bench string }{{"raw", "BenchmarkDecodeAndMap"},
+		{"sns", "BenchmarkDecodeAndMapEnvelope/format=sns"}, {"eventbridge", "BenchmarkDecodeAndMapEnvelope/format=eventbridge"}} {
+		if v, ok := get(f.bench, "ns/record"); ok {
+			row("decoding + mapping a record of a 1 KiB value, RELAY_BODY_FORMAT="+f.format, fmt.Sprintf("%.2f µs", v/1000), "")
+		}
+	}
 	vector, ok1 := get("BenchmarkIndexSpecial/bytes=1024", "vector-ns")
 	words, ok2 := get("BenchmarkIndexSpecial/bytes=1024", "words-ns")
 	if ok1 && ok2 {
