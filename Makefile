@@ -18,7 +18,7 @@ KAFKA_LIBS  := $(CURDIR)/$(BUILD)/kafka/libs
 FAST_PKGS    = $(shell $(GO) list ./... | grep -v /integration/apache)
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all run test test-arm64 rie kafka-libs build build-amd64 build-arm64 package check-glibc toolchain bench soak fuzz clean
+.PHONY: all run test test-arm64 rie kafka-libs build build-amd64 build-arm64 package check-glibc toolchain bench soak fuzz dashboard clean
 
 all: build
 
@@ -94,6 +94,13 @@ soak: kafka-libs
 	RELAY_FAULT_RUNS=5 RELAY_SOAK=150 $(GO) test -count=1 -timeout 30m -run 'TestFaults|TestSoak' -v ./integration/ | grep -E '^\s+\||^(---|ok|FAIL)|seed|drawn'
 	RELAY_KAFKA_LIBS=$(KAFKA_LIBS) RELAY_KAFKA_SOAK=$(KAFKA_SOAK) $(GO) test -count=1 -timeout 60m -run 'TestSoak' -v ./integration/apache/ | grep -E '\||^(---|ok|FAIL)|seed|drawn|batches,'
 
+
+## dashboard: draw the CloudWatch dashboard serverless.yml defines (its layout and metrics) into docs/dashboard.png
+dashboard: package node_modules
+	rm -rf $(BUILD)/sls-test
+	HOME=$(CURDIR)/$(BUILD) AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE AWS_SECRET_ACCESS_KEY=not-a-real-secret SLS_TELEMETRY_DISABLED=1 SLS_NOTIFICATIONS_MODE=off CI=true \
+	  node_modules/.bin/serverless package --stage test --package $(BUILD)/sls-test
+	$(GO) run ./cmd/dashboard -template $(BUILD)/sls-test/cloudformation-template-update-stack.json -o docs/dashboard.png
 
 ## fuzz: the event decoder, the envelope reader and the mapping under go test -fuzz, FUZZTIME each (default 60s)
 FUZZTIME ?= 60s

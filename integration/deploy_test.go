@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sqs-msk-relay/relay/relay"
 )
 
 // serverless runs the pinned Serverless Framework v3 (npm ci installs it)
@@ -236,6 +241,8 @@ func TestServerlessTemplate(t *testing.T) {
 				t.Errorf("queue %s FifoQueue %v, want FIFO %v for both queues", name, c.eval(get(q, "FifoQueue")), fifo)
 			}
 
+			checkDashboard(t, c, res, !fifo)
+
 			alarms := resourcesOfType(tmpl, "AWS::CloudWatch::Alarm")
 			found := false
 			for _, a := range alarms {
@@ -304,4 +311,97 @@ func TestServerlessRejectsMisspeltProperty(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "memorySise") {
 		t.Errorf("a misspelt property was not rejected (err %v):\n%s", err, out)
 	}
+}
+
+// checkDashboard: the dashboard is there when want (the param's default),
+// its body is JSON once CloudFormation substitutes it, and it charts each
+// metric #21 names, of this function and these queues, every one of the
+// relay's a metric the relay emits.
+func checkDashboard(t *testing.T, c cfn, res map[string]any, want bool) {
+	t.Helper()
+	d := get(res, "RelayDashboard")
+	if d == nil || get(d, "Condition") != "CreateDashboard" || c.cond("CreateDashboard") != want {
+		t.Errorf("dashboard %v, condition %v, want created: %v", d != nil, c.cond("CreateDashboard"), want)
+		return
+	}
+	if !want {
+		return
+	}
+	sub := get(d, "Properties", "DashboardBody", "Fn::Sub").([]any)
+	vars := sub[1].(map[string]any)
+	for k, v := range map[string]string{"Fn": "map[Ref:RelayLambdaFunction]", "Source": "map[Fn::GetAtt:[SourceQueue QueueName]]",
+		"Dlq": "map[Fn::GetAtt:[DeadLetterQueue QueueName]]"} {
+		if fmt.Sprint(vars[k]) != v {
+			t.Errorf("dashboard variable %s = %v, want %s", k, vars[k], v)
+		}
+	}
+	body := strings.NewReplacer("${AWS::Region}", "eu-west-1", "${Fn}", "FN", "${Source}", "SRC", "${Dlq}", "DLQ").Replace(sub[0].(string))
+	var dash struct {
+		Widgets []struct {
+			Properties struct {
+				Title   string
+				Metrics [][]any
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &dash); err != nil {
+		t.Fatalf("dashboard body is not JSON: %v\n%s", err, body)
+	}
+	emitted := emittedMetrics(t)
+	charted := map[string]bool{}
+	for _, w := range dash.Widgets {
+		for _, m := range w.Properties.Metrics {
+			if e, ok := m[0].(map[string]any); ok {
+				if expr, _ := e["expression"].(string); strings.Contains(expr, `MetricName="FailedRecords" FunctionName="FN"`) {
+					charted["FailedRecords by Reason"] = true
+				}
+				continue
+			}
+			ns, name, dim, val := m[0], m[1].(string), m[2], m[3]
+			switch {
+			case ns == "SqsMskRelay" && dim == "FunctionName" && val == "FN":
+				if !emitted[name] {
+					t.Errorf("widget %q charts %s, which the relay does not emit", w.Properties.Title, name)
+				}
+				charted[name] = true
+			case ns == "AWS/SQS" && dim == "QueueName":
+				charted[name+" of "+val.(string)] = true
+			default:
+				t.Errorf("widget %q charts %v", w.Properties.Title, m)
+			}
+		}
+	}
+	for _, m := range []string{"Records", "Succeeded", "Failed", "FailedRecords by Reason", "ProduceLatencyP50", "ProduceLatencyP99",
+		"TimeLeftAtReturn", "ApproximateNumberOfMessagesVisible of DLQ", "ApproximateAgeOfOldestMessage of SRC"} {
+		if !charted[m] {
+			t.Errorf("the dashboard does not chart %s", m)
+		}
+	}
+}
+
+// emittedMetrics are the names of the metrics relay.Metrics writes for a
+// batch with a failure and produce latencies.
+func emittedMetrics(t *testing.T) map[string]bool {
+	t.Helper()
+	var buf bytes.Buffer
+	now := time.Now()
+	out := &relay.Outcome{Start: now, End: now.Add(time.Millisecond), Deadline: now.Add(time.Second), MessageIDs: []string{"a", "b"}, Errs: []error{nil, &relay.RecordError{MessageID: "b", Reason: relay.ReasonOversized, Err: errors.New("x")}}}
+	(&relay.Metrics{W: &buf, FunctionName: "FN"}).Emit(out, []time.Duration{time.Millisecond})
+	names := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var doc struct {
+			AWS struct {
+				CloudWatchMetrics []struct{ Metrics []struct{ Name string } }
+			} `json:"_aws"`
+		}
+		if err := json.Unmarshal([]byte(line), &doc); err != nil {
+			t.Fatalf("EMF line %q: %v", line, err)
+		}
+		for _, d := range doc.AWS.CloudWatchMetrics {
+			for _, m := range d.Metrics {
+				names[m.Name] = true
+			}
+		}
+	}
+	return names
 }
