@@ -2,14 +2,18 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	snstypes "github.com/aws/aws-sdk-go-v2/service/sns/types"
+
+	"github.com/sqs-msk-relay/relay/integration/broker"
 )
 
 // TestStackSNSEnvelopes: notifications fauxqs's SNS fans out to a queue,
@@ -131,5 +135,68 @@ func TestStackEventBridgeEvents(t *testing.T) {
 			headerOf(rec.Headers, "sqs:event-time") != "2026-12-02T00:54:06Z" {
 			t.Errorf("%s: headers %v", trace, rec.Headers)
 		}
+	}
+}
+
+// TestBinaryTraceThroughFormats: the real binary, under the Runtime API,
+// given events as Lambda writes them with an AWSTraceHeader, heads each
+// record with X-Amzn-Trace-Id and the derived traceparent whatever the
+// body format; a traceparent the publisher set in the SNS notification
+// wins. (fauxqs does not carry AWSTraceHeader, so the stack cannot.)
+func TestBinaryTraceThroughFormats(t *testing.T) {
+	const xray = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+	const derived = "00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01"
+	const own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	sns := func(attrs string) string {
+		return `{"Type":"Notification","MessageId":"n-1","TopicArn":"arn:aws:sns:eu-west-1:123456789012:orders","Message":"{\"order\":1}",` +
+			`"Timestamp":"2026-12-02T00:54:06.655Z","SignatureVersion":"1","Signature":"EXAMPLE"` + attrs + `}`
+	}
+	for _, tc := range []struct {
+		format, body, value, traceparent string
+	}{
+		{"raw", `{"order":1}`, `{"order":1}`, derived},
+		{"sns", sns(""), `{"order":1}`, derived},
+		{"sns", sns(`,"MessageAttributes":{"traceparent":{"Type":"String","Value":"` + own + `"}}`), `{"order":1}`, own},
+		{"eventbridge", `{"version":"0","id":"e-1","detail-type":"OrderPlaced","source":"orders","time":"2026-12-02T00:54:06Z","detail":{}}`, "", derived},
+	} {
+		t.Run(tc.format, func(t *testing.T) {
+			c, err := broker.Start(1, []string{"events"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(c.Close)
+			api, _, _ := startFunction(t, "RELAY_BROKERS="+c.Addrs(), "RELAY_TOPIC=events", "RELAY_AUTH=none", "RELAY_RETRY_BASE=0", "RELAY_BODY_FORMAT="+tc.format)
+			ev := events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m-1", Body: tc.body, EventSource: "aws:sqs",
+				EventSourceARN: "arn:aws:sqs:eu-west-1:123456789012:events", AWSRegion: "eu-west-1",
+				Attributes: map[string]string{"SentTimestamp": "1700000000000", "ApproximateReceiveCount": "1", "AWSTraceHeader": xray}}}}
+			payload, _ := json.Marshal(ev)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			res, err := api.Invoke(ctx, payload, 10*time.Second)
+			if err != nil || res.Error || failures(t, res.Payload) != 0 {
+				t.Fatalf("%v %+v", err, res)
+			}
+			recs, err := c.Records("events", 10*time.Second)
+			if err != nil || len(recs) != 1 {
+				t.Fatalf("%d records in Kafka: %v", len(recs), err)
+			}
+			r := recs[0]
+			want := tc.value
+			if want == "" {
+				want = tc.body
+			}
+			if string(r.Value) != want || headerOf(r.Headers, "X-Amzn-Trace-Id") != xray || headerOf(r.Headers, "traceparent") != tc.traceparent {
+				t.Errorf("value %q headers %v, want %q with X-Amzn-Trace-Id and traceparent %s", r.Value, r.Headers, want, tc.traceparent)
+			}
+			n := 0
+			for _, h := range r.Headers {
+				if h.Key == "traceparent" {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("%d traceparent headers, want one", n)
+			}
+		})
 	}
 }
