@@ -24,6 +24,7 @@ var sizes = []int{10, 100, 1000, 10000}
 
 func main() {
 	chart := flag.String("chart", "", "write the throughput chart (PNG) here")
+	costChart := flag.String("cost-chart", "", "write the cost chart (PNG) here")
 	flag.Parse()
 
 	// runs[benchmark][unit] = values, names without the -GOMAXPROCS suffix.
@@ -146,6 +147,15 @@ func main() {
 		fmt.Printf("| %d | %s | %s | %s |\n", n, cell(r, okr), cell(w, okw), cell(v, okv))
 	}
 
+	costTable(get)
+	if *costChart != "" {
+		if err := drawCost(*costChart, get); err != nil {
+			fmt.Fprintln(os.Stderr, "benchtable:", err)
+			os.Exit(1)
+		}
+		fmt.Println("\ncost chart:", *costChart)
+	}
+
 	if *chart != "" {
 		if err := draw(*chart, rate); err != nil {
 			fmt.Fprintln(os.Stderr, "benchtable:", err)
@@ -193,6 +203,66 @@ func draw(path string, rate func(string, int) (float64, bool)) error {
 		if len(pts) > 0 {
 			args = append(args, s.label, pts)
 		}
+	}
+	if err := plotutil.AddLinePoints(p, args...); err != nil {
+		return err
+	}
+	return p.Save(7*vg.Inch, 4.5*vg.Inch, path)
+}
+
+// Memory sizes and batch sizes of BenchmarkCostByMemory.
+var (
+	costMemoryMB = []int{128, 256, 512, 1024, 1769}
+	costBatches  = []int{10, 100, 1000}
+)
+
+func costName(mem, n int) string {
+	return fmt.Sprintf("BenchmarkCostByMemory/memory=%d/batch=%d", mem, n)
+}
+
+// costTable prints what a million records cost by memory and batch size.
+func costTable(get func(bench, unit string) (float64, bool)) {
+	if _, ok := get(costName(costMemoryMB[0], costBatches[0]), "$/Mrecords"); !ok {
+		return
+	}
+	fmt.Println()
+	fmt.Println("| memory (MB) | batch | billed ms per batch | GB-s per million records | $ per million records |")
+	fmt.Println("|---|---|---|---|---|")
+	for _, mem := range costMemoryMB {
+		for _, n := range costBatches {
+			ms, ok1 := get(costName(mem, n), "billed-ms/batch")
+			gbs, ok2 := get(costName(mem, n), "GB-s/Mrecords")
+			usd, ok3 := get(costName(mem, n), "$/Mrecords")
+			if ok1 && ok2 && ok3 {
+				fmt.Printf("| %d | %d | %.1f | %.1f | %.4f |\n", mem, n, ms, gbs, usd)
+			}
+		}
+	}
+}
+
+// drawCost plots dollars per million records by memory size, a line per
+// batch size.
+func drawCost(path string, get func(bench, unit string) (float64, bool)) error {
+	p := plot.New()
+	p.Title.Text = "Lambda cost per million 1 KiB records (arm64, us-east-1 price of 2026-12-02)"
+	p.X.Label.Text = "function memory (MB)"
+	p.Y.Label.Text = "$ per million records"
+	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+	p.Legend.Top = true
+	var args []any
+	for _, n := range costBatches {
+		var pts plotter.XYs
+		for _, mem := range costMemoryMB {
+			if v, ok := get(costName(mem, n), "$/Mrecords"); ok && v > 0 {
+				pts = append(pts, plotter.XY{X: float64(mem), Y: v})
+			}
+		}
+		if len(pts) > 0 {
+			args = append(args, fmt.Sprintf("batch of %d", n), pts)
+		}
+	}
+	if len(args) == 0 {
+		return fmt.Errorf("no BenchmarkCostByMemory figures")
 	}
 	if err := plotutil.AddLinePoints(p, args...); err != nil {
 		return err
