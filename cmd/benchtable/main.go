@@ -248,13 +248,20 @@ func drawCost(path string, get func(bench, unit string) (float64, bool)) error {
 	p.X.Label.Text = "function memory (MB)"
 	p.Y.Label.Text = "$ per million records"
 	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
-	p.Legend.Top = true
+	var ticks []plot.Tick
+	for _, mem := range costMemoryMB {
+		ticks = append(ticks, plot.Tick{Value: float64(mem), Label: strconv.Itoa(mem)})
+	}
+	p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	p.Legend.Top, p.Legend.Left = true, true
 	var args []any
+	top := 0.0
 	for _, n := range costBatches {
 		var pts plotter.XYs
 		for _, mem := range costMemoryMB {
 			if v, ok := get(costName(mem, n), "$/Mrecords"); ok && v > 0 {
 				pts = append(pts, plotter.XY{X: float64(mem), Y: v})
+				top = max(top, v)
 			}
 		}
 		if len(pts) > 0 {
@@ -267,5 +274,6 @@ func drawCost(path string, get func(bench, unit string) (float64, bool)) error {
 	if err := plotutil.AddLinePoints(p, args...); err != nil {
 		return err
 	}
+	p.Y.Max = top * 5 // room for the legend above the lines
 	return p.Save(7*vg.Inch, 4.5*vg.Inch, path)
 }
