@@ -68,10 +68,8 @@ func (d *EnvelopeReader) start(body []byte) {
 // field (e.g. "MessageAttributes.color.Value") and the error; a body
 // that is not JSON, or not an object, with field "".
 func (d *EnvelopeReader) SNS(body []byte, n *SNSNotification) (field string, err error) {
-	d.start(body)
 	*n = SNSNotification{Attributes: n.Attributes[:0]}
-	s := &d.s
-	i, err := s.fields(0, &d.snsKeys, func(i, k int, key []byte) (int, error) {
+	err = d.top(body, &d.snsKeys, func(i, k int, key []byte) (int, error) {
 		var dst *[]byte
 		switch k {
 		case snsType:
@@ -83,30 +81,21 @@ func (d *EnvelopeReader) SNS(body []byte, n *SNSNotification) (field string, err
 		case snsTimestamp:
 			dst = &n.Timestamp
 		case snsSubject:
-			dst = &n.Subject
+			dst, n.HasSubject = &n.Subject, true
 		case snsMessage:
-			dst = &n.Message
+			dst, n.HasMessage = &n.Message, true
 		case snsAttributes:
 			return d.snsAttributes(i, n, &field)
 		default:
-			return s.skip(i)
+			return d.s.skip(i)
 		}
-		j, isNull := s.null(i)
-		if isNull {
+		if j, isNull := d.s.null(i); isNull {
+			n.HasSubject = n.HasSubject && k != snsSubject
+			n.HasMessage = n.HasMessage && k != snsMessage
 			return j, nil
 		}
-		v, j, err := d.str(i)
-		if _, ok := err.(kindError); ok {
-			field = string(key)
-		}
-		*dst = v
-		n.HasSubject = n.HasSubject || k == snsSubject
-		n.HasMessage = n.HasMessage || k == snsMessage
-		return j, err
+		return d.into(i, key, dst, &field)
 	})
-	if err == nil {
-		err = d.end(i)
-	}
 	return field, err
 }
 
@@ -175,37 +164,48 @@ func (d *EnvelopeReader) snsAttributes(i int, n *SNSNotification, field *string)
 
 // EventBridge reads body into ev, reporting errors as SNS does.
 func (d *EnvelopeReader) EventBridge(body []byte, ev *EventBridgeEvent) (field string, err error) {
-	d.start(body)
 	*ev = EventBridgeEvent{}
-	s := &d.s
-	i, err := s.fields(0, &d.ebKeys, func(i, k int, key []byte) (int, error) {
-		var dst *[]byte
+	err = d.top(body, &d.ebKeys, func(i, k int, key []byte) (int, error) {
 		switch k {
 		case ebID:
-			dst = &ev.ID
+			return d.into(i, key, &ev.ID, &field)
 		case ebSource:
-			dst = &ev.Source
+			return d.into(i, key, &ev.Source, &field)
 		case ebDetailType:
-			dst = &ev.DetailType
+			return d.into(i, key, &ev.DetailType, &field)
 		case ebTime:
-			dst = &ev.Time
+			return d.into(i, key, &ev.Time, &field)
 		case ebDetail:
 			ev.HasDetail = true
-			return s.skip(i)
-		default:
-			return s.skip(i)
 		}
-		v, j, err := d.str(i)
-		if _, ok := err.(kindError); ok {
-			field = string(key)
-		}
-		*dst = v
-		return j, err
+		return d.s.skip(i)
 	})
-	if err == nil {
-		err = d.end(i)
-	}
 	return field, err
+}
+
+// top reads body as one object whose keys ks knows, calling member for
+// each, and checks that nothing but space follows it.
+func (d *EnvelopeReader) top(body []byte, ks *keys, member func(i, k int, key []byte) (int, error)) error {
+	d.start(body)
+	i, err := d.s.fields(0, ks, member)
+	if err != nil {
+		return err
+	}
+	if i = d.s.ws(i); i < len(d.s.buf) {
+		return d.s.syntax(i, "expected the end after the object")
+	}
+	return nil
+}
+
+// into reads the string at i into dst; a value of another type names key
+// as the field.
+func (d *EnvelopeReader) into(i int, key []byte, dst *[]byte, field *string) (int, error) {
+	v, j, err := d.str(i)
+	if _, ok := err.(kindError); ok {
+		*field = string(key)
+	}
+	*dst = v
+	return j, err
 }
 
 // str reads the string at i; a value of another type is a kindError,
@@ -225,11 +225,3 @@ func (d *EnvelopeReader) str(i int) ([]byte, int, error) {
 type kindError string
 
 func (k kindError) Error() string { return string(k) + ", want a string" }
-
-// end checks that nothing but space follows the object.
-func (d *EnvelopeReader) end(i int) error {
-	if i = d.s.ws(i); i < len(d.s.buf) {
-		return d.s.syntax(i, "expected the end after the object")
-	}
-	return nil
-}
