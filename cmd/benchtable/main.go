@@ -226,15 +226,15 @@ func costTable(get func(bench, unit string) (float64, bool)) {
 		return
 	}
 	fmt.Println()
-	fmt.Println("| memory (MB) | batch | billed ms per batch | GB-s per million records | $ per million records |")
-	fmt.Println("|---|---|---|---|---|")
+	fmt.Println("| memory (MB) | batch | billed ms per batch | records/s per function | GB-s per million records | $ per million records |")
+	fmt.Println("|---|---|---|---|---|---|")
 	for _, mem := range costMemoryMB {
 		for _, n := range costBatches {
 			ms, ok1 := get(costName(mem, n), "billed-ms/batch")
 			gbs, ok2 := get(costName(mem, n), "GB-s/Mrecords")
 			usd, ok3 := get(costName(mem, n), "$/Mrecords")
 			if ok1 && ok2 && ok3 {
-				fmt.Printf("| %d | %d | %.1f | %.1f | %.4f |\n", mem, n, ms, gbs, usd)
+				fmt.Printf("| %d | %d | %.1f | %.0f | %.1f | %.4f |\n", mem, n, ms, float64(n)/ms*1000, gbs, usd)
 			}
 		}
 	}
