@@ -50,8 +50,8 @@ type envelope struct {
 	eb     sqsevent.EventBridgeEvent
 }
 
-// unwrap reads r's body as format into e. An error is a *RecordError
-// naming the field.
+// unwrap reads r's body as format into e (raw, or unset: the body as the
+// value, nothing else). An error is a *RecordError naming the field.
 func (e *envelope) unwrap(format BodyFormat, r *Record) error {
 	e.attrs, e.headers = e.attrs[:0], e.headers[:0]
 	switch format {
@@ -132,16 +132,11 @@ func (e *envelope) unwrapEventBridge(r *Record) error {
 
 // attribute is the envelope's attribute called name, if it has one.
 func (e *envelope) attribute(name string) (*Attribute, bool) {
-	for i := range e.attrs {
-		if e.attrs[i].Name == name {
-			return &e.attrs[i], true
-		}
-	}
-	return nil, false
+	return sqsevent.FindAttribute(e.attrs, name)
 }
 
 // envelopeError is a reader's error as the record's: on field, or on the
-// body when the body is not what as the format says.
+// whole body when it is not what the format says (what).
 func envelopeError(r *Record, field, what string, err error) error {
 	if field != "" {
 		return badEnvelope(r, "body."+field, "%w", err)

@@ -199,20 +199,8 @@ func (b *batchRun) finish() *Outcome {
 		}
 	}
 
-	settle := b.unreadable == nil && b.h.Queue != nil && out.Failed() > 0
-	budget := 10 * time.Second // without a deadline
-	if settle && !out.Deadline.IsZero() {
-		if budget = b.h.settleBudget(time.Until(out.Deadline), len(out.Errs)); budget == 0 {
-			b.log.Warn("no time left for the failure policy's SQS calls; failed records come back after the queue's visibility timeout",
-				"failed", out.Failed())
-		}
-	}
-	if settle && budget > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), budget)
-		b.deadLetter(ctx, b.payload)
-		b.fifo.apply(out)
-		b.backOff(ctx)
-		cancel()
+	if b.unreadable == nil && b.h.Queue != nil && out.Failed() > 0 {
+		b.settle()
 	} else {
 		b.fifo.apply(out)
 	}

@@ -64,18 +64,13 @@ func HeaderCount(r *Record) int {
 // attribute headers share r's bytes. An error is a *RecordError naming the
 // field.
 func (m *Mapper) Map(r *Record, msg *Message) error {
-	value, valueField := r.Body, "body"
 	env := &msg.env
-	if m.format != BodyRaw && m.format != "" {
-		if err := env.unwrap(m.format, r); err != nil {
-			return err
-		}
-		value = env.value
-		if m.format == BodySNS {
-			valueField = "body.Message"
-		}
-	} else {
-		env.attrs, env.headers = env.attrs[:0], env.headers[:0]
+	if err := env.unwrap(m.format, r); err != nil {
+		return err
+	}
+	value, valueField := env.value, "body"
+	if m.format == BodySNS {
+		valueField = "body.Message"
 	}
 	if len(value) > m.maxBytes {
 		return &RecordError{MessageID: r.MessageID, Field: valueField, Reason: ReasonOversized,
@@ -96,7 +91,7 @@ func (m *Mapper) Map(r *Record, msg *Message) error {
 	}
 
 	msg.Key = nil
-	if a, _, ok := m.keyAttribute(r, env); ok {
+	if a, ok := m.keyAttribute(r, env); ok {
 		msg.Key = a.Value
 	} else if r.MessageGroupID != "" {
 		msg.Key = stringBytes(r.MessageGroupID)
@@ -141,11 +136,12 @@ func (m *Mapper) Map(r *Record, msg *Message) error {
 	return nil
 }
 
-func (m *Mapper) keyAttribute(r *Record, env *envelope) (*Attribute, bool, bool) {
+func (m *Mapper) keyAttribute(r *Record, env *envelope) (*Attribute, bool) {
 	if m.keyAttr == "" {
-		return nil, false, false
+		return nil, false
 	}
-	return attribute(r, env, m.keyAttr)
+	a, _, ok := attribute(r, env, m.keyAttr)
+	return a, ok
 }
 
 // attribute is r's message attribute called name or, without one, its

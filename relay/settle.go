@@ -187,6 +187,27 @@ func (b *batchRun) backOff(ctx context.Context) {
 	}
 }
 
+// settle applies the failure policy to the failed records within the
+// time settleBudget gives its SQS calls, and FIFO order between them:
+// dead-lettered records do not hold back their groups, backed-off ones do.
+func (b *batchRun) settle() {
+	budget := 10 * time.Second // without a deadline
+	if !b.out.Deadline.IsZero() {
+		budget = b.h.settleBudget(time.Until(b.out.Deadline), len(b.out.Errs))
+	}
+	if budget == 0 {
+		b.log.Warn("no time left for the failure policy's SQS calls; failed records come back after the queue's visibility timeout",
+			"failed", b.out.Failed())
+		b.fifo.apply(b.out)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+	b.deadLetter(ctx, b.payload)
+	b.fifo.apply(b.out)
+	b.backOff(ctx)
+}
+
 // settleBudget is how long the SQS calls after a batch of records may
 // take with left before the invocation's deadline (negative: none):
 // settleShare of it, less what answerReserve keeps; 0 when nothing is left.

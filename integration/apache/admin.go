@@ -28,13 +28,18 @@ func (c *Cluster) Metadata(ctx context.Context, topics ...string) (*kmsg.Metadat
 		return nil, err
 	}
 	defer cl.Close()
+	return metadataRequest(topics).RequestWith(ctx, cl)
+}
+
+// metadataRequest asks for the brokers and topics.
+func metadataRequest(topics []string) *kmsg.MetadataRequest {
 	req := kmsg.NewPtrMetadataRequest()
 	for _, t := range topics {
 		rt := kmsg.NewMetadataRequestTopic()
 		rt.Topic = kmsg.StringPtr(t)
 		req.Topics = append(req.Topics, rt)
 	}
-	return req.RequestWith(ctx, cl)
+	return req
 }
 
 // WaitReady returns once every running broker is registered and, for
@@ -73,13 +78,7 @@ func (c *Cluster) agreed(ctx context.Context, nodes []*Node, topics []string) er
 		if err != nil {
 			return err
 		}
-		req := kmsg.NewPtrMetadataRequest()
-		for _, t := range topics {
-			rt := kmsg.NewMetadataRequestTopic()
-			rt.Topic = kmsg.StringPtr(t)
-			req.Topics = append(req.Topics, rt)
-		}
-		resp, err := cl.SeedBrokers()[0].Request(ctx, req)
+		resp, err := cl.SeedBrokers()[0].Request(ctx, metadataRequest(topics))
 		cl.Close()
 		var md *kmsg.MetadataResponse
 		if err == nil {

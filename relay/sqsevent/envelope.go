@@ -1,7 +1,6 @@
 package sqsevent
 
 import (
-	"encoding/base64"
 	"fmt"
 )
 
@@ -81,19 +80,19 @@ func (d *EnvelopeReader) SNS(body []byte, n *SNSNotification) (field string, err
 		case snsTimestamp:
 			dst = &n.Timestamp
 		case snsSubject:
-			dst, n.HasSubject = &n.Subject, true
+			dst = &n.Subject
 		case snsMessage:
-			dst, n.HasMessage = &n.Message, true
+			dst = &n.Message
 		case snsAttributes:
 			return d.snsAttributes(i, n, &field)
 		default:
 			return d.s.skip(i)
 		}
 		if j, isNull := d.s.null(i); isNull {
-			n.HasSubject = n.HasSubject && k != snsSubject
-			n.HasMessage = n.HasMessage && k != snsMessage
 			return j, nil
 		}
+		n.HasSubject = n.HasSubject || k == snsSubject
+		n.HasMessage = n.HasMessage || k == snsMessage
 		return d.into(i, key, dst, &field)
 	})
 	return field, err
@@ -138,14 +137,10 @@ func (d *EnvelopeReader) snsAttributes(i int, n *SNSNotification, field *string)
 		switch string(typ) {
 		case "String", "Number", "String.Array":
 		case "Binary":
-			start := s.reserve(base64.StdEncoding.DecodedLen(len(value)), len(s.arena))
-			s.arena, err = base64.StdEncoding.AppendDecode(s.arena, value)
-			if err != nil {
-				s.arena = s.arena[:start]
+			if value, err = s.base64(value); err != nil {
 				*field = at(".Value")
-				return i, fmt.Errorf("not base64: %w", err)
+				return i, err
 			}
-			value = s.arena[start:len(s.arena):len(s.arena)]
 		default:
 			*field = at(".Type")
 			if len(typ) == 0 {

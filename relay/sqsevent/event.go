@@ -7,7 +7,6 @@ package sqsevent
 
 import (
 	"bytes"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"unsafe"
@@ -575,14 +574,10 @@ func (d *eventDecoder) addAttribute(name, dataType, stringValue, binaryValue []b
 			}
 			return ".binaryValue", fmt.Errorf("missing for dataType %s", quote(string(dataType)))
 		}
-		start := s.reserve(base64.StdEncoding.DecodedLen(len(binaryValue)), len(s.arena))
 		var err error
-		s.arena, err = base64.StdEncoding.AppendDecode(s.arena, binaryValue)
-		if err != nil {
-			s.arena = s.arena[:start]
-			return ".binaryValue", fmt.Errorf("not base64: %w", err)
+		if value, err = s.base64(binaryValue); err != nil {
+			return ".binaryValue", err
 		}
-		value = s.arena[start:len(s.arena):len(s.arena)]
 	default:
 		return ".dataType", fmt.Errorf("%s is not String, Number or Binary", quote(string(dataType)))
 	}

@@ -1,6 +1,7 @@
 package sqsevent
 
 import (
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -394,6 +395,17 @@ func (s *scanner) unescape(i int) ([]byte, int, error) {
 		}
 	}
 	return nil, i, s.syntax(i, "unterminated string")
+}
+
+// base64 decodes v into the arena.
+func (s *scanner) base64(v []byte) ([]byte, error) {
+	start := s.reserve(base64.StdEncoding.DecodedLen(len(v)), len(s.arena))
+	var err error
+	if s.arena, err = base64.StdEncoding.AppendDecode(s.arena, v); err != nil {
+		s.arena = s.arena[:start]
+		return nil, fmt.Errorf("not base64: %w", err)
+	}
+	return s.arena[start:len(s.arena):len(s.arena)], nil
 }
 
 // arenaBlock is the size of the arena's blocks, in bytes. A new block is

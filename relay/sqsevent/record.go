@@ -33,9 +33,14 @@ type Attribute struct {
 
 // Attribute returns the message attribute called name, if the record has it.
 func (r *Record) Attribute(name string) (*Attribute, bool) {
-	for i := range r.Attributes {
-		if r.Attributes[i].Name == name {
-			return &r.Attributes[i], true
+	return FindAttribute(r.Attributes, name)
+}
+
+// FindAttribute returns the attribute of attrs called name, if there is one.
+func FindAttribute(attrs []Attribute, name string) (*Attribute, bool) {
+	for i := range attrs {
+		if attrs[i].Name == name {
+			return &attrs[i], true
 		}
 	}
 	return nil, false
