@@ -285,6 +285,7 @@ func rawProducer(b *testing.B, n int, requests *atomic.Int64) (*ckafka.Producer,
 	c := benchBroker(b, requests)
 	conf := kafka.ConfigMap(benchConfig(b, c.Addrs()))
 	conf["go.logs.channel.enable"] = false
+	delete(conf, "debug") // the relay's readiness signal; raw has no use for it
 	kp, err := ckafka.NewProducer(&conf)
 	if err != nil {
 		b.Fatal(err)

@@ -31,6 +31,11 @@ var version = "dev"
 // initBudget bounds the AWS calls made at init; Lambda allows 10 s.
 const initBudget = 5 * time.Second
 
+// readyWait bounds init's wait for the producer id, so that the first
+// batch does not pay for it; brokers that do not answer cost init this
+// much and fail nothing.
+const readyWait = 2 * time.Second
+
 func main() {
 	level := new(slog.LevelVar)
 	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level})).With("version", version)
@@ -62,8 +67,16 @@ func main() {
 	if err != nil {
 		initFailed(log, "Runtime.ProducerError", err)
 	}
-	log.Info("relay ready", "brokers", cfg.Brokers, "topic", cfg.Topic, "auth", cfg.Auth, "clientId", cfg.ClientID)
+	readyCtx, readyCancel := context.WithTimeout(ctx, readyWait)
+	began := time.Now()
+	if err := p.Ready(readyCtx, cfg.Topic); err != nil {
+		log.Warn("the Kafka producer is not ready at the end of init: the first batch waits for it", "waitedMs", time.Since(began).Milliseconds(), "error", err.Error())
+	}
+	readyCancel()
+	log.Info("relay ready", "brokers", cfg.Brokers, "topic", cfg.Topic, "auth", cfg.Auth, "clientId", cfg.ClientID,
+		"producerReadyMs", time.Since(began).Milliseconds())
 	h := relay.NewHandler(cfg, p, log)
+	h.Warm()
 	h.Metrics = &relay.Metrics{W: os.Stdout, FunctionName: cfg.ClientID}
 	if h.Retry.Base > 0 || h.DeadLetters {
 		// The endpoint comes from the SDK's own configuration

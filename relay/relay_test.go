@@ -790,3 +790,38 @@ func TestManyFailuresLoggedGrouped(t *testing.T) {
 		}
 	}
 }
+
+// TestWarmProducesAndLogsNothing checks that init's warm-up leaves no
+// trace: nothing in Kafka, no log line of the relay's own, and the next
+// batch relayed as usual, for each body format.
+func TestWarmProducesAndLogsNothing(t *testing.T) {
+	for _, format := range []string{"raw", "sns", "eventbridge"} {
+		t.Run(format, func(t *testing.T) {
+			c := startBroker(t, 1, []string{"events"})
+			f := newRelay(t, map[string]string{"RELAY_BROKERS": c.Addrs(), "RELAY_BODY_FORMAT": format})
+			f.h.Warm()
+			for _, line := range strings.Split(strings.TrimSpace(f.logs.String()), "\n") {
+				if line != "" && !strings.Contains(line, `"msg":"librdkafka"`) {
+					t.Errorf("Warm logged %s", line)
+				}
+			}
+			if n := c.Count("events"); n != 0 {
+				t.Errorf("Warm produced %d records", n)
+			}
+			body := "{}"
+			switch format {
+			case "sns":
+				body = `{"Type":"Notification","MessageId":"m","TopicArn":"arn:aws:sns:eu-west-1:123456789012:t","Message":"{}","Timestamp":"2026-12-02T00:00:00Z"}`
+			case "eventbridge":
+				body = `{"version":"0","id":"e","detail-type":"d","source":"s","account":"123456789012","time":"2026-12-02T00:00:00Z","region":"eu-west-1","resources":[],"detail":{}}`
+			}
+			ev := events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m-1", Body: body, EventSourceARN: queueARN}}}
+			if failed, _ := f.invoke(t, ev, 10*time.Second); len(failed) != 0 {
+				t.Fatalf("the batch after Warm failed: %v", failed)
+			}
+			if n := c.Count("events"); n != 1 {
+				t.Errorf("%d records in Kafka after one relayed, want 1", n)
+			}
+		})
+	}
+}

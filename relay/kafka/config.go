@@ -149,6 +149,11 @@ func ConfigMap(c relay.Config) kafka.ConfigMap {
 		"reconnect.backoff.max.ms":           reconnectMaxMs,
 		"topic.metadata.propagation.max.ms":  propagationMs,
 		"enable.metrics.push":                false, // no KIP-714 telemetry requests to the brokers
+		// Connect to every broker as soon as metadata names it, during
+		// init, not to each leader at the first batch that needs it. A
+		// hidden librdkafka property (its own tests use it), checked by
+		// TestReady (librdkafka refuses an unknown property).
+		"enable.sparse.connections": false,
 
 		// The Go client's own settings: no key or value copied back into
 		// delivery reports, small channels instead of 1,000,000 slots
@@ -164,7 +169,25 @@ func ConfigMap(c relay.Config) kafka.ConfigMap {
 	for k, v := range c.KafkaProperties {
 		m[k] = v
 	}
+	// The idempotent producer's state changes (debug context eos, a few
+	// lines a sandbox) tell Ready when the producer id is assigned.
+	m["debug"] = withDebugContext(m["debug"], "eos")
 	return m
+}
+
+// withDebugContext adds ctx to librdkafka's comma-separated debug
+// contexts, set, unless it is there already or "all" is.
+func withDebugContext(set kafka.ConfigValue, ctx string) string {
+	s, _ := set.(string)
+	if s == "" {
+		return ctx
+	}
+	for _, c := range strings.Split(s, ",") {
+		if c = strings.TrimSpace(c); c == ctx || c == "all" {
+			return s
+		}
+	}
+	return s + "," + ctx
 }
 
 // authProperties are the security settings of c.Auth. TLS verifies the

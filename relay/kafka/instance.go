@@ -26,6 +26,8 @@ type instance struct {
 	tokens TokenSource // nil unless OAUTHBEARER
 	ident  identity
 	done   chan struct{} // closed when serveEvents returns
+	// ready is closed when librdkafka reports the producer id assigned.
+	ready chan struct{}
 
 	// tokenMu allows one refresh at a time. It is a channel, not a mutex,
 	// so that a batch waiting for a refresh stops at its deadline.
@@ -227,7 +229,12 @@ func (s *instance) authFailed(err error) {
 }
 
 func (s *instance) serveLogs() {
+	assigned := false
 	for le := range s.kp.Logs() {
+		if !assigned && pidAssigned(le) {
+			assigned = true
+			close(s.ready)
+		}
 		level := slog.LevelDebug
 		switch {
 		case le.Level <= 3:
@@ -247,6 +254,28 @@ func (s *instance) serveLogs() {
 		}
 		s.log.Log(context.Background(), level, "librdkafka", "tag", le.Tag, "message", le.Message)
 	}
+}
+
+// pidAssigned reports whether le is librdkafka's line for the idempotent
+// producer's state reaching Assigned: a producer id, so a broker is up.
+func pidAssigned(le kafka.LogEvent) bool {
+	return le.Tag == "IDEMPSTATE" && strings.HasSuffix(le.Message, "-> Assigned")
+}
+
+// notReady says why the producer has no producer id yet: the batch-level
+// trouble seen (brokers down, authentication refused), or the last
+// client error, or that the brokers have not answered.
+func (s *instance) notReady() error {
+	if t := s.currentTrouble(); t != nil {
+		return t.err
+	}
+	s.mu.Lock()
+	last := s.lastErr
+	s.mu.Unlock()
+	if last != "" {
+		return fmt.Errorf("the last client error: %s", last)
+	}
+	return errors.New("no broker has answered yet")
 }
 
 // tokenRefreshAhead is how long before its expiry a token is replaced
@@ -482,18 +511,48 @@ func (s *instance) topicMaxBytes(topic string) int {
 		defer s.lookups.Delete(topic)
 		ctx, cancel := context.WithTimeout(context.Background(), topicLookupTimeout)
 		defer cancel()
-		v, ok := s.topicConfig(ctx, topic, "max.message.bytes")
-		n, err := strconv.Atoi(v)
-		if !ok || err != nil {
-			return
-		}
-		s.maxBytes.Store(topic, n)
-		if n < s.batchSize {
-			s.log.Warn("topic "+topic+"'s max.message.bytes is below the producer's batch.size: the broker refuses a whole batch over it, failing every message in it; set batch.size below it in RELAY_KAFKA_PROPERTIES",
-				"topic", topic, "maxMessageBytes", n, "batchSize", s.batchSize)
-		}
+		s.lookupMaxBytes(ctx, topic)
 	}()
 	return 0
+}
+
+// lookupMaxBytes asks the cluster for topic's max.message.bytes and keeps
+// it. Not knowing it (no permission to describe the topic, a timeout) is
+// not an error: the broker still refuses an oversized batch.
+func (s *instance) lookupMaxBytes(ctx context.Context, topic string) {
+	v, ok := s.topicConfig(ctx, topic, "max.message.bytes")
+	n, err := strconv.Atoi(v)
+	if !ok || err != nil {
+		return
+	}
+	s.maxBytes.Store(topic, n)
+	if n < s.batchSize {
+		s.log.Warn("topic "+topic+"'s max.message.bytes is below the producer's batch.size: the broker refuses a whole batch over it, failing every message in it; set batch.size below it in RELAY_KAFKA_PROPERTIES",
+			"topic", topic, "maxMessageBytes", n, "batchSize", s.batchSize)
+	}
+}
+
+// warm learns what the first batch to topic would otherwise ask the
+// cluster for: its partitions and leaders, and its max.message.bytes.
+func (s *instance) warm(ctx context.Context, topic string) error {
+	timeout := 5 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	md, err := s.kp.GetMetadata(&topic, false, max(1, int(timeout.Milliseconds())))
+	if err != nil {
+		return fmt.Errorf("topic %s's metadata: %w", topic, err)
+	}
+	if t, ok := md.Topics[topic]; ok && t.Error.Code() != kafka.ErrNoError {
+		return fmt.Errorf("topic %s: %w", topic, t.Error)
+	}
+	if _, known := s.maxBytes.Load(topic); !known {
+		if _, busy := s.lookups.LoadOrStore(topic, true); !busy {
+			s.lookupMaxBytes(ctx, topic)
+			s.lookups.Delete(topic)
+		}
+	}
+	return nil
 }
 
 // topicConfig is one of topic's configuration values.

@@ -103,6 +103,30 @@ func (p *Producer) Start(ctx context.Context, sizeHint int) relay.Batch {
 	return s.start(ctx, sizeHint, func() { p.release(s) })
 }
 
+// Ready waits until the producer holds its producer id and knows topic's
+// partitions and max.message.bytes (topic "" skips that), at most until
+// ctx is done. The function's init calls it, so that the first batch
+// finds the connections made and the answers known, as a warm batch does.
+// The error says what the brokers have not answered; the producer goes on
+// trying in the background either way.
+func (p *Producer) Ready(ctx context.Context, topic string) error {
+	p.mu.Lock()
+	s := p.cur
+	p.mu.Unlock()
+	if s == nil {
+		return errors.New("producer is closed")
+	}
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		return fmt.Errorf("no producer id from the brokers: %w", s.notReady())
+	}
+	if topic == "" {
+		return nil
+	}
+	return s.warm(ctx, topic)
+}
+
 // Close purges what is still queued and closes the librdkafka producer.
 // It does not flush: a batch still running fails its unacknowledged records.
 func (p *Producer) Close() {
@@ -182,6 +206,7 @@ func (p *Producer) newInstance() (*instance, error) {
 		ident:     p.ident,
 		batches:   map[*batch]struct{}{},
 		done:      make(chan struct{}),
+		ready:     make(chan struct{}),
 		tokenMu:   make(chan struct{}, 1),
 		bootstrap: p.bootstrap,
 		batchSize: batchSizeOf(p.conf),

@@ -367,3 +367,58 @@ func TestCheckProperties(t *testing.T) {
 		}
 	}
 }
+
+func TestWithDebugContext(t *testing.T) {
+	for _, tc := range []struct {
+		set  kafka.ConfigValue
+		want string
+	}{
+		{nil, "eos"},
+		{"", "eos"},
+		{"broker", "broker,eos"},
+		{"broker, eos", "broker, eos"},
+		{"all", "all"},
+		{"eosx", "eosx,eos"},
+	} {
+		if got := withDebugContext(tc.set, "eos"); got != tc.want {
+			t.Errorf("withDebugContext(%q) = %q, want %q", tc.set, got, tc.want)
+		}
+	}
+}
+
+// TestReady checks that Ready returns once the producer id is assigned
+// and a batch then succeeds, and that with no broker listening it returns
+// at its deadline, saying why.
+func TestReady(t *testing.T) {
+	_, p := newTestProducer(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Ready(ctx, "events"); err != nil {
+		t.Fatalf("Ready: %v", err)
+	}
+	for i, err := range produceN(t, p, 30) {
+		if err != nil {
+			t.Fatalf("message %d after Ready: %v", i, err)
+		}
+	}
+
+	addr, err := broker.ClosedAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	down, err := New(testConfig(addr), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(down.Close)
+	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err = down.Ready(ctx, "events")
+	if err == nil || !strings.Contains(err.Error(), "no producer id from the brokers") {
+		t.Fatalf("Ready with no broker: %v", err)
+	}
+	if ctx.Err() == nil {
+		t.Errorf("Ready returned before its deadline: %v", err)
+	}
+	t.Logf("Ready with no broker: %v", err)
+}
