@@ -203,22 +203,40 @@ func (c *Cluster) Records(ctx context.Context, topic string) ([]*kgo.Record, err
 	if err != nil {
 		return nil, err
 	}
+	var recs []*kgo.Record
+	next := map[int32]int64{}
+	// A client that stalls may hold stale leaders (a broker fenced and
+	// back): each attempt starts a fresh one where the last stopped.
+	for attempt := 1; ; attempt++ {
+		err := c.readFrom(ctx, topic, ends, next, &recs)
+		if err == nil || ctx.Err() != nil || attempt == 4 {
+			return recs, err
+		}
+	}
+}
+
+// readStall is how long readFrom waits without a record before it gives
+// up on its client.
+const readStall = 15 * time.Second
+
+// readFrom reads topic from next up to ends with a client of its own,
+// appending to recs, until done, ctx ends or readStall passes with no
+// record.
+func (c *Cluster) readFrom(ctx context.Context, topic string, ends, next map[int32]int64, recs *[]*kgo.Record) error {
 	parts := map[int32]kgo.Offset{}
 	for p, end := range ends {
-		if end > 0 {
-			parts[p] = kgo.NewOffset().At(0)
+		if next[p] < end {
+			parts[p] = kgo.NewOffset().At(next[p])
 		}
 	}
 	if len(parts) == 0 {
-		return nil, nil
+		return nil
 	}
 	cl, err := c.Client(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer cl.Close()
-	var recs []*kgo.Record
-	next := map[int32]int64{}
 	done := func() bool {
 		for p, end := range ends {
 			if next[p] < end {
@@ -228,19 +246,22 @@ func (c *Cluster) Records(ctx context.Context, topic string) ([]*kgo.Record, err
 		return true
 	}
 	for !done() {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return recs, fmt.Errorf("read %d records of %s (to %v, at %v): %w", len(recs), topic, ends, next, ctx.Err())
+		pctx, cancel := context.WithTimeout(ctx, readStall)
+		fs := cl.PollFetches(pctx)
+		stalled := pctx.Err() != nil
+		cancel()
+		if stalled {
+			return fmt.Errorf("read %d records of %s (to %v, at %v): %w", len(*recs), topic, ends, next, context.DeadlineExceeded)
 		}
 		for _, e := range fs.Errors() {
-			return recs, fmt.Errorf("fetch %s: %w", topic, e.Err)
+			return fmt.Errorf("fetch %s: %w", topic, e.Err)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
-			recs = append(recs, r)
+			*recs = append(*recs, r)
 			next[r.Partition] = r.Offset + 1
 		})
 	}
-	return recs, nil
+	return nil
 }
 
 // Leader is the broker that leads topic's partition, -1 if none.
