@@ -112,8 +112,9 @@ fuzz:
 ## bench: relay vs raw librdkafka vs the naive pattern on the embedded broker, one run, ratios and chart; then on the real RF-3 cluster
 bench: kafka-libs
 	mkdir -p $(BUILD) docs
-	$(GO) test -run '^$$' -bench . -skip RelayVsRaw -benchmem -count 3 -timeout 10m ./relay/ ./relay/sqsevent/ ./integration/ > $(BUILD)/bench.txt || (cat $(BUILD)/bench.txt; exit 1)
+	$(GO) test -run '^$$' -bench . -skip 'RelayVsRaw|BinaryVsRaw' -benchmem -count 3 -timeout 10m ./relay/ ./relay/sqsevent/ ./integration/ > $(BUILD)/bench.txt || (cat $(BUILD)/bench.txt; exit 1)
 	$(GO) test -run '^$$' -bench '^BenchmarkRelayVsRaw$$' -benchtime 40x -count 9 -timeout 5m ./integration/ >> $(BUILD)/bench.txt || (cat $(BUILD)/bench.txt; exit 1)
+	$(GO) test -run '^$$' -bench '^BenchmarkBinaryVsRaw$$' -benchtime 20x -count 5 -timeout 5m ./integration/ >> $(BUILD)/bench.txt || (cat $(BUILD)/bench.txt; exit 1)
 	$(GO) run ./cmd/benchtable -chart docs/throughput.png -cost-chart docs/cost.png < $(BUILD)/bench.txt
 	@echo "the real RF-3 cluster (relay vs raw confluent-kafka-go alternated, and kafka-python send+flush per message):"
 	@command -v /usr/bin/python3 >/dev/null && /usr/bin/python3 -c 'import kafka' 2>/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-kafka >/dev/null; }

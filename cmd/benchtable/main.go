@@ -85,6 +85,11 @@ func main() {
 		row(fmt.Sprintf("relay ÷ raw, batches alternated (median of %d runs, range %.2f–%.2f)", len(vs), slices.Min(vs), slices.Max(vs)),
 			fmt.Sprintf("%.2f", r), target(r, 0.90))
 	}
+	if vs := runs["BenchmarkBinaryVsRaw"]["relay/raw"]; len(vs) > 0 {
+		r, _ := get("BenchmarkBinaryVsRaw", "relay/raw")
+		row(fmt.Sprintf("relay ÷ raw through the lambda binary, 6 MB events of 4,000 × 1 KiB (median of %d runs, range %.2f–%.2f)", len(vs), slices.Min(vs), slices.Max(vs)),
+			fmt.Sprintf("%.2f", r), target(r, 0.90))
+	}
 	relayCPU, ok1 := get("BenchmarkRelayVsRaw", "relay-cpu-ns/record")
 	rawCPU, ok2 := get("BenchmarkRelayVsRaw", "raw-cpu-ns/record")
 	if ok1 && ok2 {
