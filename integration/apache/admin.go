@@ -196,6 +196,27 @@ func (c *Cluster) EndOffsets(ctx context.Context, topic string) (map[int32]int64
 	return out, nil
 }
 
+// WaitEndsBeyond polls topic's high watermarks until one passes read (by
+// partition), reporting false if ctx ends first.
+func (c *Cluster) WaitEndsBeyond(ctx context.Context, topic string, read map[int32]int64) bool {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if ends, err := c.EndOffsets(ctx, topic); err == nil {
+			for p, end := range ends {
+				if end > read[p] {
+					return true
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
 // Records reads topic from its start to its high watermarks, partition by
 // partition, as a consumer with read_uncommitted sees it.
 func (c *Cluster) Records(ctx context.Context, topic string) ([]*kgo.Record, error) {
@@ -232,7 +253,10 @@ func (c *Cluster) readFrom(ctx context.Context, topic string, ends, next map[int
 	if len(parts) == 0 {
 		return nil
 	}
-	cl, err := c.Client(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}))
+	// Metadata kept for a second at most: a leader learned from a broker
+	// that has just come back is asked again soon.
+	cl, err := c.Client(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}),
+		kgo.MetadataMaxAge(time.Second), kgo.MetadataMinAge(100*time.Millisecond), kgo.FetchMaxWait(time.Second))
 	if err != nil {
 		return err
 	}

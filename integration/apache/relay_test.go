@@ -118,14 +118,41 @@ type tally struct {
 	Acked, Failed, AckedMissing, Duplicates int
 }
 
+// account reads topic whole and tallies sent against it. A new leader's
+// high watermark can stay behind the records its predecessor acknowledged
+// until its followers fetch again, so while acknowledged records are
+// missing it reads again each time a high watermark moves past what was
+// read, for at most a minute: a record really lost stays missing.
 func account(t *testing.T, topic string, sent []string, failed map[string]bool) (tally, map[string]*kgo.Record) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	recs, err := cluster.Records(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
+	for {
+		recs, err := cluster.Records(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tl, seen, missing := tallyOf(recs, sent, failed)
+		if len(missing) == 0 || !cluster.WaitEndsBeyond(ctx, topic, readTo(recs)) {
+			for _, id := range missing {
+				t.Errorf("record %s was reported acknowledged but is not in Kafka", id)
+			}
+			if len(missing) > 0 {
+				read := map[int32]int{}
+				for _, r := range recs {
+					read[r.Partition]++
+				}
+				md, err := cluster.Metadata(context.Background(), topic)
+				t.Logf("%s: records read by partition %v; metadata %s (%v)", topic, read, partitions(md), err)
+			}
+			return tl, seen
+		}
 	}
+}
+
+// tallyOf tallies sent against recs, and lists the acknowledged ids
+// missing from them.
+func tallyOf(recs []*kgo.Record, sent []string, failed map[string]bool) (tally, map[string]*kgo.Record, []string) {
 	seen := map[string]*kgo.Record{}
 	var tl tally
 	for _, r := range recs {
@@ -136,26 +163,28 @@ func account(t *testing.T, topic string, sent []string, failed map[string]bool) 
 		}
 		seen[id] = r
 	}
+	var missing []string
 	for _, id := range sent {
 		switch {
 		case failed[id]:
 			tl.Failed++
 		case seen[id] == nil:
 			tl.AckedMissing++
-			t.Errorf("record %s was reported acknowledged but is not in Kafka", id)
+			missing = append(missing, id)
 		default:
 			tl.Acked++
 		}
 	}
-	if tl.AckedMissing > 0 {
-		read := map[int32]int{}
-		for _, r := range recs {
-			read[r.Partition]++
-		}
-		md, err := cluster.Metadata(ctx, topic)
-		t.Logf("%s: records read by partition %v; metadata %s (%v)", topic, read, partitions(md), err)
+	return tl, seen, missing
+}
+
+// readTo is the offset after the last record of recs, by partition.
+func readTo(recs []*kgo.Record) map[int32]int64 {
+	out := map[int32]int64{}
+	for _, r := range recs {
+		out[r.Partition] = max(out[r.Partition], r.Offset+1)
 	}
-	return tl, seen
+	return out
 }
 
 // partitions says who leads each partition in md and what is in sync.
