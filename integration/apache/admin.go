@@ -2,6 +2,7 @@ package apache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -218,74 +219,116 @@ func (c *Cluster) WaitEndsBeyond(ctx context.Context, topic string, read map[int
 }
 
 // Records reads topic from its start to its high watermarks, partition by
-// partition, as a consumer with read_uncommitted sees it.
+// partition, as a consumer with read_uncommitted sees it. It sends its own
+// Fetch requests to each partition's leader of the moment rather than run
+// a consumer, which hides what it retries (once it read nothing of a
+// partition for a minute and said nothing) and resets OFFSET_OUT_OF_RANGE
+// to the log start (hiding records retention took): here a Fetch's error
+// code says why a partition does not move, a retriable one is asked again
+// with fresh metadata, and any other ends the read.
 func (c *Cluster) Records(ctx context.Context, topic string) ([]*kgo.Record, error) {
 	ends, err := c.EndOffsets(ctx, topic)
 	if err != nil {
 		return nil, err
 	}
+	cl, err := c.Client()
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
 	var recs []*kgo.Record
 	next := map[int32]int64{}
-	// A client that stalls may hold stale leaders (a broker fenced and
-	// back): each attempt starts a fresh one where the last stopped.
-	for attempt := 1; ; attempt++ {
-		err := c.readFrom(ctx, topic, ends, next, &recs)
-		if err == nil || ctx.Err() != nil || attempt == 4 {
-			return recs, err
+	why := map[int32]error{}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		md, err := metadataRequest([]string{topic}).RequestWith(ctx, cl)
+		if err != nil {
+			why[-1] = fmt.Errorf("metadata: %w", err)
+		}
+		left, moved := 0, false
+		for _, t := range topicsOf(md) {
+			for _, p := range t.Partitions {
+				if next[p.Partition] >= ends[p.Partition] {
+					continue
+				}
+				left++
+				got, err := fetch(ctx, cl, t, p, next[p.Partition])
+				var ke *kerr.Error
+				if errors.As(err, &ke) && !ke.Retriable {
+					// OFFSET_OUT_OF_RANGE: records gone (retention), not late
+					return recs, fmt.Errorf("read %d records of %s: %w", len(recs), topic, err)
+				}
+				if err != nil {
+					why[p.Partition] = err
+					continue
+				}
+				delete(why, p.Partition)
+				moved = moved || len(got) > 0
+				for _, r := range got {
+					recs = append(recs, r)
+					next[r.Partition] = r.Offset + 1
+				}
+			}
+		}
+		if left == 0 && md != nil {
+			return recs, nil
+		}
+		if moved {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return recs, fmt.Errorf("read %d records of %s (to %v, at %v; %v): %w", len(recs), topic, ends, next, why, ctx.Err())
+		case <-tick.C:
 		}
 	}
 }
 
-// readStall is how long readFrom waits without a record before it gives
-// up on its client.
-const readStall = 15 * time.Second
-
-// readFrom reads topic from next up to ends with a client of its own,
-// appending to recs, until done, ctx ends or readStall passes with no
-// record.
-func (c *Cluster) readFrom(ctx context.Context, topic string, ends, next map[int32]int64, recs *[]*kgo.Record) error {
-	parts := map[int32]kgo.Offset{}
-	for p, end := range ends {
-		if next[p] < end {
-			parts[p] = kgo.NewOffset().At(next[p])
-		}
-	}
-	if len(parts) == 0 {
+// topicsOf is md's topics, none if md is nil.
+func topicsOf(md *kmsg.MetadataResponse) []kmsg.MetadataResponseTopic {
+	if md == nil {
 		return nil
 	}
-	// Metadata kept for a second at most: a leader learned from a broker
-	// that has just come back is asked again soon.
-	cl, err := c.Client(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}),
-		kgo.MetadataMaxAge(time.Second), kgo.MetadataMinAge(100*time.Millisecond), kgo.FetchMaxWait(time.Second))
+	return md.Topics
+}
+
+// fetch asks partition p's leader for its records from offset on, waiting
+// up to half a second for one and 5 s for the answer.
+func fetch(ctx context.Context, cl *kgo.Client, t kmsg.MetadataResponseTopic, p kmsg.MetadataResponseTopicPartition, offset int64) ([]*kgo.Record, error) {
+	if err := kerr.ErrorForCode(p.ErrorCode); err != nil || p.Leader < 0 {
+		return nil, fmt.Errorf("partition %d has no leader (%d): %v", p.Partition, p.Leader, err)
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.MaxWaitMillis, req.MinBytes, req.MaxBytes = 500, 1, 64<<20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic, rt.TopicID = *t.Topic, t.TopicID
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.Partition, rp.FetchOffset, rp.LogStartOffset, rp.PartitionMaxBytes = p.Partition, offset, -1, 32<<20
+	rp.CurrentLeaderEpoch = -1 // the broker's own view decides; metadata may lag it
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	kresp, err := cl.Broker(int(p.Leader)).Request(rctx, req)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("fetch partition %d at %d from broker %d: %w", p.Partition, offset, p.Leader, err)
 	}
-	defer cl.Close()
-	done := func() bool {
-		for p, end := range ends {
-			if next[p] < end {
-				return false
+	resp := kresp.(*kmsg.FetchResponse)
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return nil, fmt.Errorf("fetch partition %d at %d from broker %d: %w", p.Partition, offset, p.Leader, err)
+	}
+	var out []*kgo.Record
+	for _, rt := range resp.Topics {
+		for i := range rt.Partitions {
+			fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Topic: *t.Topic, Partition: p.Partition, Offset: offset}, &rt.Partitions[i], kgo.DefaultDecompressor(), nil)
+			if fp.Err != nil {
+				return nil, fmt.Errorf("fetch partition %d at %d from broker %d (high watermark %d): %w", p.Partition, offset, p.Leader, fp.HighWatermark, fp.Err)
 			}
+			out = append(out, fp.Records...)
 		}
-		return true
 	}
-	for !done() {
-		pctx, cancel := context.WithTimeout(ctx, readStall)
-		fs := cl.PollFetches(pctx)
-		stalled := pctx.Err() != nil
-		cancel()
-		if stalled {
-			return fmt.Errorf("read %d records of %s (to %v, at %v): %w", len(*recs), topic, ends, next, context.DeadlineExceeded)
-		}
-		for _, e := range fs.Errors() {
-			return fmt.Errorf("fetch %s: %w", topic, e.Err)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			*recs = append(*recs, r)
-			next[r.Partition] = r.Offset + 1
-		})
-	}
-	return nil
+	return out, nil
 }
 
 // Leader is the broker that leads topic's partition, -1 if none.

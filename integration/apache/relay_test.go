@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -64,15 +65,20 @@ func tail(s string, n int) string {
 	return s
 }
 
-// event is n records with ids prefix-i, each with a key attribute.
+// event is n records with ids prefix-i, each with a key attribute, sent
+// now: the relay stamps a message with SentTimestamp, and the brokers'
+// retention (7 days) deletes records stamped older than that within
+// minutes (a fixed 2023 stamp once took a partition's first records
+// while a test ran).
 func event(prefix string, n, size int) events.SQSEvent {
 	var ev events.SQSEvent
 	body := strings.Repeat("x", size)
+	sent := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	for i := range n {
 		key := fmt.Sprintf("key-%d", i%97)
 		ev.Records = append(ev.Records, events.SQSMessage{
 			MessageId: fmt.Sprintf("%s-%05d", prefix, i), Body: fmt.Sprintf("%s %d %s", prefix, i, body),
-			EventSourceARN: queueARN, Attributes: map[string]string{"SentTimestamp": "1700000000123", "ApproximateReceiveCount": "1"},
+			EventSourceARN: queueARN, Attributes: map[string]string{"SentTimestamp": sent, "ApproximateReceiveCount": "1"},
 			MessageAttributes: map[string]events.SQSMessageAttribute{"k": {DataType: "String", StringValue: &key}},
 		})
 	}
@@ -267,7 +273,7 @@ func TestBatchLandsOnceMapped(t *testing.T) {
 	for _, m := range ev.Records {
 		rec := got[m.MessageId]
 		key := *m.MessageAttributes["k"].StringValue
-		if string(rec.Value) != m.Body || string(rec.Key) != key || rec.Timestamp.UnixMilli() != 1700000000123 ||
+		if string(rec.Value) != m.Body || string(rec.Key) != key || strconv.FormatInt(rec.Timestamp.UnixMilli(), 10) != m.Attributes["SentTimestamp"] ||
 			header(rec, "k") != key || header(rec, relay.HeaderSourceARN) != queueARN {
 			t.Fatalf("record %s mapped as %+v", m.MessageId, rec)
 		}
