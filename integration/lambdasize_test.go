@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +70,7 @@ func TestBinaryAt128MB(t *testing.T) {
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	var most split
 	for i := range 20 {
 		n, size := 4000, 1024
 		switch i % 3 {
@@ -86,8 +88,16 @@ func TestBinaryAt128MB(t *testing.T) {
 		if f := failures(t, res.Payload); f != 0 {
 			t.Fatalf("event %d: %d failed", i, f)
 		}
-		t.Logf("event %d: %d records, %.1f MB, answered in %v", i, n, float64(len(payload))/1e6, time.Since(start).Round(time.Millisecond))
+		took := time.Since(start).Round(time.Millisecond)
+		p, _ := procs.Load(t.Name())
+		sp, err := splitOf(p.(*os.Process).Pid, logs.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		most = most.max(sp)
+		t.Logf("event %d: %d records, %.1f MB, answered in %v; after it %v", i, n, float64(len(payload))/1e6, took, sp)
 	}
+	t.Logf("largest after any event: %v", most)
 	peak, _ := sb.PeakBytes()
 	kills, _ := sb.OOMKills()
 	p, _ := procs.Load(t.Name())
@@ -108,6 +118,45 @@ func TestBinaryAt128MB(t *testing.T) {
 	if !strings.Contains(logs.String(), `"msg":"batch relayed"`) {
 		t.Errorf("no summary lines")
 	}
+}
+
+// split is where a function's resident memory goes after a batch: the Go
+// runtime's (its summary line's goMemoryBytes), the rest of the anonymous
+// memory (librdkafka's C heap, thread stacks), and file pages (the binary).
+type split struct{ Go, C, File int64 }
+
+func (s split) max(o split) split {
+	return split{max(s.Go, o.Go), max(s.C, o.C), max(s.File, o.File)}
+}
+
+func (s split) String() string {
+	return fmt.Sprintf("Go %.1f MB, C and the rest %.1f MB, file pages %.1f MB", float64(s.Go)/(1<<20), float64(s.C)/(1<<20), float64(s.File)/(1<<20))
+}
+
+// splitOf reads pid's RssAnon and RssFile and the last summary line's
+// goMemoryBytes from logs.
+func splitOf(pid int, logs string) (split, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return split{}, err
+	}
+	kb := map[string]int64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.HasPrefix(k, "Rss") {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			kb[k] = n * 1024
+		}
+	}
+	i := strings.LastIndex(logs, `"goMemoryBytes":`)
+	if i < 0 {
+		return split{}, fmt.Errorf("no goMemoryBytes in the summary lines")
+	}
+	rest := logs[i+len(`"goMemoryBytes":`):]
+	goMem, err := strconv.ParseInt(rest[:strings.IndexAny(rest, ",}")], 10, 64)
+	if err != nil {
+		return split{}, fmt.Errorf("goMemoryBytes: %w", err)
+	}
+	return split{Go: goMem, C: kb["RssAnon"] - goMem, File: kb["RssFile"] + kb["RssShmem"]}, nil
 }
 
 // TestBinaryAt128MBAnswersInTime: at 7.2% of a CPU, a 6 MB event of

@@ -290,6 +290,7 @@ func (h *Handler) logOutcome(log *slog.Logger, out *Outcome) {
 		slog.Group("failedByReason", reasonCounts(out.FailedByReason())...),
 		"bytes", out.Bytes,
 		"durationMs", out.End.Sub(out.Start).Milliseconds(),
+		"goMemoryBytes", goMemory(),
 	}
 	if len(out.DeadLettered) > 0 {
 		attrs = append(attrs, "deadLettered", len(out.DeadLettered), slog.Group("deadLetteredByReason", reasonCounts(out.DeadLetteredByReason())...))
