@@ -210,6 +210,31 @@ func TestStaleTokenRefreshedBeforeBatch(t *testing.T) {
 	}
 }
 
+// TestQueueKBytes: below 512 MB librdkafka's queue holds the largest
+// message and no more; above, and outside Lambda, its default stands, and
+// RELAY_KAFKA_PROPERTIES wins over both.
+func TestQueueKBytes(t *testing.T) {
+	for _, tc := range []struct {
+		memoryMB, maxMessage int
+		props                map[string]string
+		want                 any
+	}{
+		{128, 1000000, nil, 1233}, // (1,000,000 + 262,144) / 1024, rounded up
+		{256, 5000000, nil, 5139},
+		{511, 1000000, nil, 1233},
+		{512, 1000000, nil, nil},
+		{1769, 1000000, nil, nil},
+		{0, 1000000, nil, nil},
+		{128, 1000000, map[string]string{"queue.buffering.max.kbytes": "65536"}, "65536"},
+	} {
+		c := testConfig("b-1:9098")
+		c.FunctionMemoryMB, c.MaxMessageBytes, c.KafkaProperties = tc.memoryMB, tc.maxMessage, tc.props
+		if got := ConfigMap(c)["queue.buffering.max.kbytes"]; fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%d MB, %d-byte messages, %v: queue.buffering.max.kbytes = %v, want %v", tc.memoryMB, tc.maxMessage, tc.props, got, tc.want)
+		}
+	}
+}
+
 // TestConfigMap pins the settings docs/design.md's producer table promises and
 // the security settings of each RELAY_AUTH mode.
 func TestConfigMap(t *testing.T) {
