@@ -214,9 +214,9 @@ func TestSettleBudget(t *testing.T) {
 		want    time.Duration
 	}{
 		{"half of what is left", full, 4 * time.Second, 10, 2 * time.Second},
-		{"the margin's other half kept", full, time.Second, 10, 500*time.Millisecond - 50*time.Microsecond},
+		{"the margin's other half kept", full, time.Second, 10, 500*time.Millisecond - 75*time.Microsecond},
 		{"a big batch on a full CPU", full, 2 * time.Second, 10000, time.Second},
-		{"a big batch at 128 MB", small, 2 * time.Second, 10000, 2*time.Second - 500*time.Millisecond - 690950*time.Microsecond},
+		{"a big batch at 128 MB", small, 2 * time.Second, 10000, 2*time.Second - 500*time.Millisecond - 1036523*time.Microsecond},
 		{"nothing left at 128 MB", small, time.Second, 10000, 0},
 		{"past the deadline", full, -time.Second, 10, 0},
 	} {

@@ -221,10 +221,11 @@ func (b *batchRun) finish() *Outcome {
 // deadline on a full CPU: its purge and delivery report, its share of the
 // response, the logs and the metrics. Measured at 128 MB (7.2% of a CPU),
 // 10,000 records against a stalled broker took 1 s to purge and 0.6 s
-// from there to the answer (TestBinaryAt128MBAnswersInTime); 10 µs a
-// record keeps them 1.4 s more than the 1 s margin there, 0.1 s on a full
-// CPU.
-const afterDeadlinePerRecord = 10 * time.Microsecond
+// from there to the answer (TestBinaryAt128MBAnswersInTime). 10 µs a
+// record answered 0.1-0.9 s early there alone, but 74 ms late once with
+// the real brokers' JVMs running beside it (make test in a clean clone);
+// 15 µs keeps 2.1 s beyond the 1 s margin at 128 MB, 0.15 s on a full CPU.
+const afterDeadlinePerRecord = 15 * time.Microsecond
 
 // cpuShare is the share of one CPU Lambda gives a function of memoryMB
 // (one vCPU at 1,769 MB); a full CPU when unknown.
