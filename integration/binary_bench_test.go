@@ -16,19 +16,37 @@ import (
 	"github.com/sqs-msk-relay/relay/integration/runtimeapi"
 )
 
+// procStatus is pid's /proc status lines counted in kB (VmHWM, RssAnon...),
+// in bytes.
+func procStatus(pid int) (map[string]int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(v, " kB") {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(v, " kB")), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("%s of %d: %w", k, pid, err)
+			}
+			out[k] = kb * 1024
+		}
+	}
+	return out, nil
+}
+
 // peakRSS is the process's high-water resident set (VmHWM), in bytes.
 func peakRSS(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	st, err := procStatus(pid)
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb * 1024, err
-		}
+	hwm, ok := st["VmHWM"]
+	if !ok {
+		return 0, fmt.Errorf("no VmHWM for %d", pid)
 	}
-	return 0, fmt.Errorf("no VmHWM for %d", pid)
+	return hwm, nil
 }
 
 // BenchmarkBinary measures the real lambda binary under a Runtime API on

@@ -137,16 +137,9 @@ func (s split) String() string {
 // splitOf reads pid's RssAnon and RssFile and the last summary line's
 // goMemoryBytes from logs.
 func splitOf(pid int, logs string) (split, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	st, err := procStatus(pid)
 	if err != nil {
 		return split{}, err
-	}
-	kb := map[string]int64{}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.HasPrefix(k, "Rss") {
-			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			kb[k] = n * 1024
-		}
 	}
 	i := strings.LastIndex(logs, `"goMemoryBytes":`)
 	if i < 0 {
@@ -157,7 +150,7 @@ func splitOf(pid int, logs string) (split, error) {
 	if err != nil {
 		return split{}, fmt.Errorf("goMemoryBytes: %w", err)
 	}
-	return split{Go: goMem, C: kb["RssAnon"] - goMem, File: kb["RssFile"] + kb["RssShmem"]}, nil
+	return split{Go: goMem, C: st["RssAnon"] - goMem, File: st["RssFile"] + st["RssShmem"]}, nil
 }
 
 // TestBinaryAt128MBAnswersInTime: at 7.2% of a CPU, a 6 MB event of

@@ -187,7 +187,7 @@ const smallFunctionMB = 512
 // below smallFunctionMB (the produce loop waits on a full queue and loses
 // nothing), librdkafka's default (0 here) above it and outside Lambda. At
 // 128 MB it keeps the peak RSS over 20 back-to-back 6 MB events at
-// 54.7-57.2 MB instead of 60.6-68.4 MB (docs/performance.md).
+// 54.6-59.2 MB instead of 60.6-68.4 MB (docs/performance.md).
 func queueKBytes(memoryMB, maxBytes int) int {
 	if memoryMB <= 0 || memoryMB >= smallFunctionMB {
 		return 0
