@@ -129,13 +129,17 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	for i := 1; i <= Brokers; i++ {
 		c.nodes = append(c.nodes, &Node{ID: i, c: c})
 	}
+	var need int
+	for _, n := range c.all() {
+		need += len(n.ports)
+	}
+	ports, err := freePorts(need)
+	if err != nil {
+		return nil, err
+	}
 	for _, n := range c.all() {
 		for i := range n.ports {
-			p, err := freePort()
-			if err != nil {
-				return nil, err
-			}
-			n.ports[i] = p
+			n.ports[i], ports = ports[0], ports[1:]
 		}
 		n.dir = filepath.Join(cfg.Dir, fmt.Sprint("node-", n.ID))
 		if err := os.MkdirAll(n.dir, 0o755); err != nil {
@@ -358,11 +362,18 @@ func (c *Cluster) Close() {
 	}
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// freePorts returns n distinct free ports. All n listeners stay open until
+// the last is taken: closing each at once let the kernel hand the same port
+// out twice, and a broker with two listeners on one port refuses to format.
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer ln.Close()
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return ports, nil
 }
