@@ -6,13 +6,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	stdlog "log"
 	"log/slog"
 	"os"
 	"runtime/debug"
 	"time"
 
-	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/config"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 
@@ -20,8 +20,8 @@ import (
 	"github.com/sqs-msk-relay/relay/relay/auth"
 	"github.com/sqs-msk-relay/relay/relay/awslog"
 	"github.com/sqs-msk-relay/relay/relay/doctor"
-	"github.com/sqs-msk-relay/relay/relay/initerror"
 	"github.com/sqs-msk-relay/relay/relay/kafka"
+	"github.com/sqs-msk-relay/relay/relay/lambdaruntime"
 	relaysqs "github.com/sqs-msk-relay/relay/relay/sqs"
 )
 
@@ -39,8 +39,8 @@ const readyWait = 2 * time.Second
 func main() {
 	level := new(slog.LevelVar)
 	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level})).With("version", version)
-	// aws-lambda-go prints each handler error through the standard log
-	// package: make those lines JSON too.
+	// A dependency printing through the standard log package writes
+	// JSON lines too.
 	stdlog.SetFlags(0)
 	stdlog.SetOutput(jsonLines{log})
 
@@ -94,24 +94,30 @@ func main() {
 	h.Diagnose = func(ctx context.Context) any {
 		return doctor.Run(ctx, a.Config, doctor.Options{Tokens: a.TokenSource(), SQS: sqsPing})
 	}
-	lambda.Start(h)
+	api := os.Getenv("AWS_LAMBDA_RUNTIME_API")
+	if api == "" {
+		initFailed(log, "Runtime.ConfigError", errors.New("AWS_LAMBDA_RUNTIME_API is not set: the relay runs inside Lambda or beside a Runtime API (make run)"))
+	}
+	err = lambdaruntime.Serve(api, h, log)
+	log.Error("the invocation loop stopped: exiting", "error", err.Error())
+	os.Exit(1)
 }
 
 func initFailed(log *slog.Logger, errorType string, err error) {
 	log.Error("cannot start", "errorType", errorType, "error", err.Error())
-	if rerr := initerror.Report(errorType, err); rerr != nil {
+	if rerr := lambdaruntime.ReportInitError(errorType, err); rerr != nil {
 		log.Error("cannot report the init error to Lambda", "error", rerr.Error())
 	}
 	os.Exit(1)
 }
 
 // jsonLines writes each line given to the standard log package as a JSON
-// line of log, at error level: aws-lambda-go uses it for handler errors.
+// line of log, at error level.
 type jsonLines struct{ log *slog.Logger }
 
 func (j jsonLines) Write(p []byte) (int, error) {
 	for _, line := range bytes.Split(bytes.TrimRight(p, "\n"), []byte("\n")) {
-		j.log.Error("aws-lambda-go: " + string(line))
+		j.log.Error(string(line))
 	}
 	return len(p), nil
 }
