@@ -411,6 +411,50 @@ func TestLeaderPausedMidBatch(t *testing.T) {
 	faultMidBatch(t, "paused", 20000, 14*time.Second, (*apache.Node).Pause, (*apache.Node).Resume)
 }
 
+// TestRecordsOlderThanRetention: records stamped before their topic's
+// retention.ms are acknowledged, and the batch warns once, naming the
+// topic, the count and the oldest stamp; fresh records bring no warning.
+// The broker would delete such records with their segment once nothing
+// newer shares it (docs/design.md, "Timestamp and retention").
+func TestRecordsOlderThanRetention(t *testing.T) {
+	createTopic(t, "aged", 3, map[string]string{"retention.ms": "3600000"})
+	r := newRelay(t, map[string]string{"RELAY_TOPIC": "aged"})
+	old := event("old", 10, 10)
+	stamp := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
+	for i := range old.Records[:4] {
+		old.Records[i].Attributes["SentTimestamp"] = strconv.FormatInt(stamp.UnixMilli(), 10)
+	}
+	const warning = `"msg":"records stamped before their topic's retention.ms`
+	// The relay learns the topic's retention in the background, after the
+	// first batch to it: bounded retries.
+	for try := 0; !strings.Contains(r.logs.String(), warning); try++ {
+		if try == 20 {
+			t.Fatal("no warning for records older than the topic's retention after 20 batches")
+		}
+		if failed, _ := r.invoke(t, old, 20*time.Second); len(failed) != 0 {
+			t.Fatalf("failed %v, want every record acknowledged", failed)
+		}
+	}
+	var line string
+	for _, l := range strings.Split(r.logs.String(), "\n") {
+		if strings.Contains(l, warning) {
+			line = l
+		}
+	}
+	for _, want := range []string{`"topic":"aged"`, `"records":4,`, `"retentionMs":3600000`, `"oldestTimestamp":"` + stamp.UTC().Format(time.RFC3339) + `"`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("warning %s lacks %s", line, want)
+		}
+	}
+	before := strings.Count(r.logs.String(), warning)
+	if failed, _ := r.invoke(t, event("fresh", 10, 10), 20*time.Second); len(failed) != 0 {
+		t.Fatalf("fresh batch: failed %v", failed)
+	}
+	if n := strings.Count(r.logs.String(), warning); n != before {
+		t.Errorf("a batch of fresh records warned about retention")
+	}
+}
+
 // TestOversizedAndUnknownTopic: a topic whose max.message.bytes is below
 // the relay's limit fails the oversized record alone with the broker's
 // reason; a topic that does not exist fails the batch within the grace,

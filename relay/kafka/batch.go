@@ -59,8 +59,13 @@ type batch struct {
 	stopped   error    // once set, Add refuses with it
 	topics    []string // the topics produced to, for a diagnosis at the deadline
 	lastTopic string
-	lastLimit int // lastTopic's max.message.bytes, 0 if unknown
-	done      bool
+	lastLimit topicLimits // lastTopic's, zero if unknown
+	// stale counts the messages stamped before their topic's retention,
+	// for one warning at the end of the batch.
+	stale      int
+	staleTopic string
+	oldest     time.Time
+	done       bool
 }
 
 var _ relay.Batch = (*batch)(nil)
@@ -95,12 +100,18 @@ func (r *batch) Add(m *relay.Message) error {
 	if m.Topic != r.lastTopic {
 		r.noteTopic(m.Topic)
 	}
-	if r.lastLimit > 0 {
-		if n := batchBytes(m); n > r.lastLimit {
+	if r.lastLimit.maxBytes > 0 {
+		if n := batchBytes(m); n > r.lastLimit.maxBytes {
 			return &relay.ProduceError{Reason: "message_size_too_large", Err: fmt.Errorf(
 				"a record batch of this message alone takes about %d bytes, over topic %s's max.message.bytes %d: the broker would refuse it, and every message batched with it",
-				n, m.Topic, r.lastLimit)}
+				n, m.Topic, r.lastLimit.maxBytes)}
 		}
+	}
+	if r.lastLimit.retention > 0 && !m.Timestamp.IsZero() && r.t0.Sub(m.Timestamp) > r.lastLimit.retention {
+		if r.stale++; r.oldest.IsZero() || m.Timestamp.Before(r.oldest) {
+			r.oldest = m.Timestamp
+		}
+		r.staleTopic = m.Topic
 	}
 	r.km.TopicPartition.Topic = &m.Topic
 	r.km.Key, r.km.Value, r.km.Headers, r.km.Timestamp = m.Key, m.Value, r.headers, m.Timestamp
@@ -132,7 +143,7 @@ func batchBytes(m *relay.Message) int {
 
 func (r *batch) noteTopic(t string) {
 	r.lastTopic = t
-	r.lastLimit = r.s.topicMaxBytes(t)
+	r.lastLimit = r.s.topicLimitsOf(t)
 	if !slices.Contains(r.topics, t) {
 		r.topics = append(r.topics, t)
 	}
@@ -229,6 +240,11 @@ func (r *batch) Wait() ([]error, error) {
 	defer r.release()
 	defer r.s.unregister(r)
 	cause := r.wait()
+	if r.stale > 0 {
+		l := r.s.topicLimitsOf(r.staleTopic)
+		r.log.Warn("records stamped before their topic's retention.ms: Kafka acknowledges them, then deletes them with their log segment once nothing newer shares it; keep retention.ms above the queue's retention",
+			"topic", r.staleTopic, "records", r.stale, "retentionMs", l.retention.Milliseconds(), "oldestTimestamp", r.oldest.UTC().Format(time.RFC3339))
+	}
 	if r.pending > 0 {
 		go drainLate(r.dr, r.pending, r.s.done)
 	}

@@ -54,7 +54,7 @@ type instance struct {
 	downSince time.Time
 	bootstrap int      // bootstrap brokers configured
 	minISRs   sync.Map // topic → its min.insync.replicas, asked once
-	maxBytes  sync.Map // topic → its max.message.bytes, once known
+	limits    sync.Map // topic → its topicLimits, once known
 	lookups   sync.Map // topic → a lookup of it is running
 	batchSize int      // the producer's batch.size, bytes
 	// hold keeps the instance open for work of its own (a background
@@ -484,56 +484,72 @@ func (s *instance) minISR(topic string, timeout time.Duration) (int, bool) {
 	return n, true
 }
 
-// topicLookupTimeout bounds the lookup of a topic's max.message.bytes.
+// topicLookupTimeout bounds the lookup of a topic's limits.
 const topicLookupTimeout = 5 * time.Second
 
-// topicMaxBytes is topic's max.message.bytes, or 0 while it is not known.
-// It never waits: the first call starts a lookup in the background (one at
-// a time per topic, again on a later call if it failed), so a batch does
-// not spend its deadline on it, and batches after it use the answer. The
-// broker refuses a record batch over the limit whole, with every message
-// librdkafka batched beside the large one: a message that alone would
-// exceed it is failed before it is produced, so that it fails alone.
-func (s *instance) topicMaxBytes(topic string) int {
-	if v, ok := s.maxBytes.Load(topic); ok {
-		return v.(int)
+// topicLimits is what the relay checks a topic's messages against.
+type topicLimits struct {
+	// maxBytes is its max.message.bytes; 0 if unknown. The broker refuses
+	// a record batch over it whole, with every message librdkafka batched
+	// beside the large one: a message that alone would exceed it is failed
+	// before it is produced, so that it fails alone.
+	maxBytes int
+	// retention is its retention.ms; 0 if unknown or unlimited. A message
+	// stamped before now - retention is acknowledged, then deleted with its
+	// log segment once nothing newer shares it: the relay warns.
+	retention time.Duration
+}
+
+// topicLimitsOf is topic's limits, zero while they are not known. It never
+// waits: the first call starts a lookup in the background (one at a time
+// per topic, again on a later call if it failed), so a batch does not
+// spend its deadline on it, and batches after it use the answer.
+func (s *instance) topicLimitsOf(topic string) topicLimits {
+	if v, ok := s.limits.Load(topic); ok {
+		return v.(topicLimits)
 	}
 	if _, busy := s.lookups.LoadOrStore(topic, true); busy {
-		return 0
+		return topicLimits{}
 	}
 	release, ok := s.hold()
 	if !ok {
 		s.lookups.Delete(topic)
-		return 0
+		return topicLimits{}
 	}
 	go func() {
 		defer release()
 		defer s.lookups.Delete(topic)
 		ctx, cancel := context.WithTimeout(context.Background(), topicLookupTimeout)
 		defer cancel()
-		s.lookupMaxBytes(ctx, topic)
+		s.lookupLimits(ctx, topic)
 	}()
-	return 0
+	return topicLimits{}
 }
 
-// lookupMaxBytes asks the cluster for topic's max.message.bytes and keeps
-// it. Not knowing it (no permission to describe the topic, a timeout) is
-// not an error: the broker still refuses an oversized batch.
-func (s *instance) lookupMaxBytes(ctx context.Context, topic string) {
-	v, ok := s.topicConfig(ctx, topic, "max.message.bytes")
-	n, err := strconv.Atoi(v)
-	if !ok || err != nil {
+// lookupLimits asks the cluster for topic's limits and keeps them. Not
+// knowing them (no permission to describe the topic, a timeout) is not an
+// error: the broker still refuses an oversized batch.
+func (s *instance) lookupLimits(ctx context.Context, topic string) {
+	conf, err := s.topicConfigs(ctx, topic)
+	if err != nil {
 		return
 	}
-	s.maxBytes.Store(topic, n)
-	if n < s.batchSize {
+	var l topicLimits
+	if n, err := strconv.Atoi(conf["max.message.bytes"]); err == nil {
+		l.maxBytes = n
+	}
+	if ms, err := strconv.ParseInt(conf["retention.ms"], 10, 64); err == nil && ms > 0 {
+		l.retention = time.Duration(ms) * time.Millisecond
+	}
+	s.limits.Store(topic, l)
+	if l.maxBytes > 0 && l.maxBytes < s.batchSize {
 		s.log.Warn("topic "+topic+"'s max.message.bytes is below the producer's batch.size: the broker refuses a whole batch over it, failing every message in it; set batch.size below it in RELAY_KAFKA_PROPERTIES",
-			"topic", topic, "maxMessageBytes", n, "batchSize", s.batchSize)
+			"topic", topic, "maxMessageBytes", l.maxBytes, "batchSize", s.batchSize)
 	}
 }
 
 // warm learns what the first batch to topic would otherwise ask the
-// cluster for: its partitions and leaders, and its max.message.bytes.
+// cluster for: its partitions and leaders, and its limits.
 func (s *instance) warm(ctx context.Context, topic string) error {
 	timeout := 5 * time.Second
 	if d, ok := ctx.Deadline(); ok {
@@ -546,9 +562,9 @@ func (s *instance) warm(ctx context.Context, topic string) error {
 	if t, ok := md.Topics[topic]; ok && t.Error.Code() != kafka.ErrNoError {
 		return fmt.Errorf("topic %s: %w", topic, t.Error)
 	}
-	if _, known := s.maxBytes.Load(topic); !known {
+	if _, known := s.limits.Load(topic); !known {
 		if _, busy := s.lookups.LoadOrStore(topic, true); !busy {
-			s.lookupMaxBytes(ctx, topic)
+			s.lookupLimits(ctx, topic)
 			s.lookups.Delete(topic)
 		}
 	}
