@@ -122,8 +122,9 @@ func (c *client) serve(h Handler, inv *invocation) error {
 	ctx = lambdacontext.NewContext(ctx, &lambdacontext.LambdaContext{AwsRequestID: inv.id, InvokedFunctionArn: inv.arn})
 	// Where the X-Ray SDK looks for it; Lambda's own runtimes set it too.
 	os.Setenv("_X_AMZN_TRACE_ID", inv.trace)
-	resp, err, panicked := call(ctx, h, inv.payload)
+	resp, panicked, err := call(ctx, h, inv.payload)
 	if panicked != nil {
+		c.log.Error("the handler panicked: reporting it, then exiting", "requestId", inv.id, "panic", fmt.Sprint(panicked.value), "stack", panicked.stack[0])
 		if ferr := c.fail(inv, typeName(panicked.value), fmt.Errorf("%v", panicked.value), panicked.stack); ferr != nil {
 			return ferr
 		}
@@ -142,14 +143,14 @@ type panicValue struct {
 }
 
 // call runs the handler, turning a panic into a value to report.
-func call(ctx context.Context, h Handler, payload []byte) (resp []byte, err error, p *panicValue) {
+func call(ctx context.Context, h Handler, payload []byte) (resp []byte, p *panicValue, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			p = &panicValue{value: v, stack: []string{string(debug.Stack())}}
 		}
 	}()
 	resp, err = h.Invoke(ctx, payload)
-	return resp, err, nil
+	return resp, nil, err
 }
 
 // fail posts err as the invocation's error, as aws-lambda-go does: the

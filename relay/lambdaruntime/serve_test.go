@@ -1,6 +1,7 @@
 package lambdaruntime
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -104,9 +105,10 @@ func TestServe(t *testing.T) {
 	}}
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
+	var logs syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- Serve(strings.TrimPrefix(srv.URL, "http://"), echo{t}, slog.New(slog.DiscardHandler))
+		done <- Serve(strings.TrimPrefix(srv.URL, "http://"), echo{t}, slog.New(slog.NewJSONHandler(&logs, nil)))
 	}()
 	var err error
 	select {
@@ -143,6 +145,31 @@ func TestServe(t *testing.T) {
 	if b := api.answers[6].body; !strings.Contains(b, `"errorMessage":"boom"`) || !strings.Contains(b, "serve_test.go") {
 		t.Errorf("the panic's error has no message or stack: %.300s", b)
 	}
+	l := logs.String()
+	if !strings.Contains(l, `"msg":"invocation failed","requestId":"req-`) || !strings.Contains(l, `"errorType":"badEvent"`) {
+		t.Errorf("no log line for the failed invocation:\n%s", l)
+	}
+	if !strings.Contains(l, `"msg":"the handler panicked: reporting it, then exiting"`) || !strings.Contains(l, `"panic":"boom"`) || !strings.Contains(l, "serve_test.go") {
+		t.Errorf("no log line with the panic and its stack:\n%.500s", l)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's goroutine and the test's.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestServeStopsWhenTheAPIFails(t *testing.T) {
