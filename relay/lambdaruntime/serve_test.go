@@ -105,7 +105,7 @@ func TestServe(t *testing.T) {
 	}}
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
-	var logs syncBuffer
+	var logs bytes.Buffer // read once Serve has returned
 	done := make(chan error, 1)
 	go func() {
 		done <- Serve(strings.TrimPrefix(srv.URL, "http://"), echo{t}, slog.New(slog.NewJSONHandler(&logs, nil)))
@@ -152,24 +152,6 @@ func TestServe(t *testing.T) {
 	if !strings.Contains(l, `"msg":"the handler panicked: reporting it, then exiting"`) || !strings.Contains(l, `"panic":"boom"`) || !strings.Contains(l, "serve_test.go") {
 		t.Errorf("no log line with the panic and its stack:\n%.500s", l)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger's goroutine and the test's.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestServeStopsWhenTheAPIFails(t *testing.T) {
