@@ -61,9 +61,10 @@ type batch struct {
 	lastTopic string
 	lastLimit topicLimits // lastTopic's, zero if unknown
 	// stale counts the messages stamped before their topic's retention,
-	// for one warning at the end of the batch.
+	// for one warning at the end of the batch naming the last such topic.
 	stale      int
 	staleTopic string
+	staleLimit time.Duration // staleTopic's retention.ms
 	oldest     time.Time
 	done       bool
 }
@@ -111,7 +112,7 @@ func (r *batch) Add(m *relay.Message) error {
 		if r.stale++; r.oldest.IsZero() || m.Timestamp.Before(r.oldest) {
 			r.oldest = m.Timestamp
 		}
-		r.staleTopic = m.Topic
+		r.staleTopic, r.staleLimit = m.Topic, r.lastLimit.retention
 	}
 	r.km.TopicPartition.Topic = &m.Topic
 	r.km.Key, r.km.Value, r.km.Headers, r.km.Timestamp = m.Key, m.Value, r.headers, m.Timestamp
@@ -241,9 +242,8 @@ func (r *batch) Wait() ([]error, error) {
 	defer r.s.unregister(r)
 	cause := r.wait()
 	if r.stale > 0 {
-		l := r.s.topicLimitsOf(r.staleTopic)
 		r.log.Warn("records stamped before their topic's retention.ms: Kafka acknowledges them, then deletes them with their log segment once nothing newer shares it; keep retention.ms above the queue's retention",
-			"topic", r.staleTopic, "records", r.stale, "retentionMs", l.retention.Milliseconds(), "oldestTimestamp", r.oldest.UTC().Format(time.RFC3339))
+			"topic", r.staleTopic, "records", r.stale, "retentionMs", r.staleLimit.Milliseconds(), "oldestTimestamp", r.oldest.UTC().Format(time.RFC3339))
 	}
 	if r.pending > 0 {
 		go drainLate(r.dr, r.pending, r.s.done)
