@@ -542,6 +542,10 @@ func (s *instance) lookupLimits(ctx context.Context, topic string) {
 		l.retention = time.Duration(ms) * time.Millisecond
 	}
 	s.limits.Store(topic, l)
+	// The same answer spares the deadline's diagnosis (minISR) a request.
+	if n, err := strconv.Atoi(conf["min.insync.replicas"]); err == nil {
+		s.minISRs.Store(topic, n)
+	}
 	if l.maxBytes > 0 && l.maxBytes < s.batchSize {
 		s.log.Warn("topic "+topic+"'s max.message.bytes is below the producer's batch.size: the broker refuses a whole batch over it, failing every message in it; set batch.size below it in RELAY_KAFKA_PROPERTIES",
 			"topic", topic, "maxMessageBytes", l.maxBytes, "batchSize", s.batchSize)
