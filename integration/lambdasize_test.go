@@ -35,12 +35,12 @@ func sandbox128(t *testing.T) *Sandbox {
 // writes it: 4,000 × 1 KiB or 10,000 × 100 B come near the 6 MB limit.
 func sixMB(prefix string, n, size int) []byte {
 	var ev events.SQSEvent
-	body := strings.Repeat("b", size)
+	body, sent := strings.Repeat("b", size), sentNow()
 	for i := range n {
 		ev.Records = append(ev.Records, events.SQSMessage{
 			MessageId: fmt.Sprintf("%s-%05d", prefix, i), ReceiptHandle: strings.Repeat("R", 160), Body: body,
 			Md5OfBody: "0", EventSource: "aws:sqs", EventSourceARN: "arn:aws:sqs:eu-west-1:123456789012:events", AWSRegion: "eu-west-1",
-			Attributes: map[string]string{"SentTimestamp": "1700000000000", "ApproximateReceiveCount": "1"},
+			Attributes: map[string]string{"SentTimestamp": sent, "ApproximateReceiveCount": "1"},
 		})
 	}
 	b, _ := json.Marshal(ev)
