@@ -176,7 +176,7 @@ func BenchmarkBinaryVsRaw(b *testing.B) {
 			b.Fatalf("invoke: %s %v", res.Payload, err)
 		}
 	}
-	rawOne := rawBatch(b, n, nil)
+	rawOne := rawBatch(b, n, benchBroker(b, nil).Addrs())
 	relayOne()
 	relayOne()
 	rawOne()
