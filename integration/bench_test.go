@@ -81,12 +81,16 @@ func benchBroker(b *testing.B, requests *atomic.Int64) *broker.Cluster {
 // the relay and the raw baseline.
 func benchConfig(b *testing.B, brokers string) relay.Config {
 	b.Helper()
-	env := map[string]string{"RELAY_BROKERS": brokers, "RELAY_TOPIC": "events", "RELAY_AUTH": "none", "RELAY_KAFKA_PROPERTIES": os.Getenv("BENCH_PROPS")}
-	cfg, err := relay.ConfigFromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	cfg, err := benchConfigFor(brokers)
 	if err != nil {
 		b.Fatal(err)
 	}
 	return cfg
+}
+
+func benchConfigFor(brokers string) (relay.Config, error) {
+	env := map[string]string{"RELAY_BROKERS": brokers, "RELAY_TOPIC": "events", "RELAY_AUTH": "none", "RELAY_KAFKA_PROPERTIES": os.Getenv("BENCH_PROPS")}
+	return relay.ConfigFromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 }
 
 // batchSizes are the batch sizes the throughput benchmarks run at.
@@ -152,20 +156,30 @@ func BenchmarkRawProduce(b *testing.B) {
 // confluent-kafka-go to brokers and waits for their delivery reports.
 func rawBatch(b *testing.B, n int, brokers string) func() {
 	kp, msgs := rawProducer(b, n, brokers)
-	topic := "events"
 	dr := make(chan ckafka.Event, n)
 	return func() {
-		for i := range msgs {
-			if err := kp.Produce(rawMessage(&msgs[i], &topic), dr); err != nil {
-				b.Fatal(err)
-			}
-		}
-		for range msgs {
-			if ev := <-dr; ev.(*ckafka.Message).TopicPartition.Error != nil {
-				b.Fatal(ev)
-			}
+		if err := produceRaw(kp, msgs, dr); err != nil {
+			b.Fatal(err)
 		}
 	}
+}
+
+// produceRaw produces msgs to topic events and waits for their delivery
+// reports on dr, which has room for them all.
+func produceRaw(kp *ckafka.Producer, msgs []relay.Message, dr chan ckafka.Event) error {
+	topic := "events"
+	for i := range msgs {
+		if err := kp.Produce(rawMessage(&msgs[i], &topic), dr); err != nil {
+			return err
+		}
+	}
+	var failed error
+	for range msgs {
+		if m := (<-dr).(*ckafka.Message); m.TopicPartition.Error != nil && failed == nil {
+			failed = m.TopicPartition.Error
+		}
+	}
+	return failed
 }
 
 // BenchmarkRelayVsRaw alternates a relay batch and a raw batch of 10,000
@@ -268,16 +282,21 @@ func BenchmarkRelayVsRawRTT(b *testing.B) {
 // goes first so that neither always follows the other, and times each
 // side.
 func alternate(b *testing.B, relayOne, rawOne func()) (relayT, rawT sides) {
+	t := rotate(b, relayOne, rawOne)
+	return t[0], t[1]
+}
+
+// rotate runs b.N batches of each side, in turn, starting each round with
+// the next side, and times each side.
+func rotate(b *testing.B, batches ...func()) []sides {
+	t := make([]sides, len(batches))
 	for i := range b.N {
-		if i%2 == 0 {
-			relayT.time(relayOne)
-			rawT.time(rawOne)
-		} else {
-			rawT.time(rawOne)
-			relayT.time(relayOne)
+		for k := range batches {
+			j := (i + k) % len(batches)
+			t[j].time(batches[j])
 		}
 	}
-	return relayT, rawT
+	return t
 }
 
 // sides accumulates the wall-clock and process CPU time of one side's
@@ -330,19 +349,33 @@ func BenchmarkNaiveProduce(b *testing.B) {
 
 func rawProducer(b *testing.B, n int, brokers string) (*ckafka.Producer, []relay.Message) {
 	b.Helper()
-	conf := kafka.ConfigMap(benchConfig(b, brokers))
-	conf["go.logs.channel.enable"] = false
-	delete(conf, "debug") // the relay's readiness signal; raw has no use for it
-	kp, err := ckafka.NewProducer(&conf)
+	kp, err := newRawProducer(brokers)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(kp.Close)
+	return kp, mappedMessages(b, benchEvent(n))
+}
+
+// newRawProducer is confluent-kafka-go with the relay's settings for
+// brokers, its events read and dropped.
+func newRawProducer(brokers string) (*ckafka.Producer, error) {
+	cfg, err := benchConfigFor(brokers)
+	if err != nil {
+		return nil, err
+	}
+	conf := kafka.ConfigMap(cfg)
+	conf["go.logs.channel.enable"] = false
+	delete(conf, "debug") // the relay's readiness signal; raw has no use for it
+	kp, err := ckafka.NewProducer(&conf)
+	if err != nil {
+		return nil, err
+	}
 	go func() {
 		for range kp.Events() {
 		}
 	}()
-	return kp, mappedMessages(b, benchEvent(n))
+	return kp, nil
 }
 
 func rawMessage(m *relay.Message, topic *string) *ckafka.Message {
@@ -358,20 +391,32 @@ func rawMessage(m *relay.Message, topic *string) *ckafka.Message {
 
 func mappedMessages(b *testing.B, ev events.SQSEvent) []relay.Message {
 	b.Helper()
-	payload, _ := json.Marshal(ev)
-	recs, errs, err := sqsevent.Decode(payload)
+	msgs, err := mapEvent(ev)
 	if err != nil {
 		b.Fatal(err)
+	}
+	return msgs
+}
+
+// mapEvent is ev's records as the relay maps them.
+func mapEvent(ev events.SQSEvent) ([]relay.Message, error) {
+	payload, err := json.Marshal(ev)
+	if err != nil {
+		return nil, err
+	}
+	recs, errs, err := sqsevent.Decode(payload)
+	if err != nil {
+		return nil, err
 	}
 	m := relay.NewMapper(relay.Config{Topic: "events", MaxMessageBytes: relay.DefaultMaxMessageBytes})
 	msgs := make([]relay.Message, len(recs))
 	for i := range recs {
 		if errs[i] != nil {
-			b.Fatal(errs[i])
+			return nil, errs[i]
 		}
 		if err := m.Map(&recs[i], &msgs[i]); err != nil {
-			b.Fatal(err)
+			return nil, err
 		}
 	}
-	return msgs
+	return msgs, nil
 }

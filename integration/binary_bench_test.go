@@ -1,12 +1,14 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -139,13 +141,63 @@ type devNull struct{}
 
 func (devNull) Write(p []byte) (int, error) { return len(p), nil }
 
+// batchTimes reads the function's log and adds up the durationMs of its
+// "batch relayed" lines: the handler's time inside the binary, from the
+// batch's start to its summary.
+type batchTimes struct {
+	mu      sync.Mutex
+	partial []byte
+	ms      float64
+	n       int
+}
+
+func (t *batchTimes) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.partial = append(t.partial, p...)
+	for {
+		i := bytes.IndexByte(t.partial, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		line := t.partial[:i]
+		if bytes.Contains(line, []byte(`"msg":"batch relayed"`)) {
+			var v struct{ DurationMs float64 }
+			if json.Unmarshal(line, &v) == nil {
+				t.ms += v.DurationMs
+				t.n++
+			}
+		}
+		t.partial = t.partial[i+1:]
+	}
+}
+
+// reset forgets the batches so far.
+func (t *batchTimes) reset() {
+	t.mu.Lock()
+	t.ms, t.n = 0, 0
+	t.mu.Unlock()
+}
+
+// mean is the mean durationMs of the batches since the last reset.
+func (t *batchTimes) mean() float64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n == 0 {
+		return 0
+	}
+	return t.ms / float64(t.n)
+}
+
 // BenchmarkBinaryVsRaw is relay ÷ raw through the real binary: a 6 MB
 // event of 4,000 × 1 KiB records sent to the function by the Runtime API,
-// decoded, produced and answered, alternated with raw confluent-kafka-go
-// producing the same messages from this process, each on a kfake broker
-// of its own. The relay side holds what the handler-level
-// BenchmarkRelayVsRaw leaves out: the payload's transfer, the runtime
-// client, the response and the GC of the previous payload.
+// decoded, produced and answered, in rotation with raw confluent-kafka-go
+// producing the same messages from this process (relay/raw), raw from a
+// process of its own as the binary is (relay/raw-process), and the same
+// event through the handler in this process (handler/raw), each on a
+// kfake broker of its own. The binary holds what the handler leaves out:
+// the payload's transfer, the runtime client, the response and the GC of
+// the previous payload.
 func BenchmarkBinaryVsRaw(b *testing.B) {
 	const n = 4000
 	c, err := broker.Start(3, []string{"events"}, kfake.BlackholeProduce())
@@ -162,8 +214,9 @@ func BenchmarkBinaryVsRaw(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { api.Close() })
+	var inside batchTimes
 	cmd, err := StartFunction([]string{binary}, api.Addr(),
-		[]string{"RELAY_BROKERS=" + c.Addrs(), "RELAY_TOPIC=events", "RELAY_AUTH=none", "RELAY_LOG_LEVEL=warn"}, devNull{})
+		[]string{"RELAY_BROKERS=" + c.Addrs(), "RELAY_TOPIC=events", "RELAY_AUTH=none", "RELAY_LOG_LEVEL=info"}, &inside)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -177,14 +230,27 @@ func BenchmarkBinaryVsRaw(b *testing.B) {
 		}
 	}
 	rawOne := rawBatch(b, n, benchBroker(b, nil).Addrs())
+	rawApart := rawProcess(b, n, benchBroker(b, nil).Addrs())
+	handlerOne := relayBatch(b, n, benchBroker(b, nil).Addrs())
 	relayOne()
 	relayOne()
 	rawOne()
+	rawApart()
+	handlerOne()
+	inside.reset()
 	b.ResetTimer()
-	relayT, rawT := alternate(b, relayOne, rawOne)
+	t := rotate(b, relayOne, rawOne, rawApart, handlerOne)
+	relayT, rawT, apartT, handlerT := t[0], t[1], t[2], t[3]
 	b.ReportMetric(rawT.wall.Seconds()/relayT.wall.Seconds(), "relay/raw")
+	b.ReportMetric(apartT.wall.Seconds()/relayT.wall.Seconds(), "relay/raw-process")
+	b.ReportMetric(rawT.wall.Seconds()/handlerT.wall.Seconds(), "handler/raw")
+	perEvent := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 / float64(b.N) }
+	b.ReportMetric(perEvent(relayT.wall), "relay-ms/event")
+	b.ReportMetric(inside.mean(), "relay-batch-ms/event")
+	b.ReportMetric(perEvent(handlerT.wall), "handler-ms/event")
 	b.ReportMetric(float64(b.N*n)/relayT.wall.Seconds(), "relay-records/s")
 	b.ReportMetric(float64(b.N*n)/rawT.wall.Seconds(), "raw-records/s")
+	b.ReportMetric(float64(b.N*n)/apartT.wall.Seconds(), "raw-process-records/s")
 	b.ReportMetric(float64(len(payload))/(1<<20), "event-MB")
 	b.ReportMetric(0, "ns/op")
 }

@@ -35,6 +35,9 @@ func functionProcess(t *testing.T) *os.Process {
 }
 
 func TestMain(m *testing.M) {
+	if brokers := os.Getenv(rawProcessBrokers); brokers != "" {
+		os.Exit(rawProcessMain(brokers))
+	}
 	dir, err := os.MkdirTemp("", "relay-bin")
 	if err != nil {
 		panic(err)

@@ -90,6 +90,12 @@ func main() {
 		row(fmt.Sprintf("relay ÷ raw through the lambda binary, 6 MB events of 4,000 × 1 KiB (median of %d runs, range %.2f–%.2f)", len(vs), slices.Min(vs), slices.Max(vs)),
 			fmt.Sprintf("%.2f", r), target(r, 0.90))
 	}
+	if r, ok := get("BenchmarkBinaryVsRaw", "relay/raw-process"); ok {
+		row("the same against raw in a process of its own, as the binary is (median)", fmt.Sprintf("%.2f", r), "")
+	}
+	if r, ok := get("BenchmarkBinaryVsRaw", "handler/raw"); ok {
+		row("the same event through the handler in the test process, in that rotation (median)", fmt.Sprintf("%.2f", r), "")
+	}
 	relayCPU, ok1 := get("BenchmarkRelayVsRaw", "relay-cpu-ns/record")
 	rawCPU, ok2 := get("BenchmarkRelayVsRaw", "raw-cpu-ns/record")
 	if ok1 && ok2 {
