@@ -88,7 +88,7 @@ func TestStackSNSEnvelopes(t *testing.T) {
 			t.Errorf("%s: key %q, want none", trace, rec.Key)
 		}
 	}
-	if !strings.Contains(logs.String(), `"field":"body.Type"`) && !strings.Contains(logs.String(), "body.Type") {
+	if !logsSay(logs, "body.Type") {
 		t.Errorf("no log line names body.Type for the raw body")
 	}
 }

@@ -288,14 +288,29 @@ func TestBinaryBadConfigIsInitError(t *testing.T) {
 // waitFor polls cond until it holds or timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 	t.Helper()
+	if !eventually(timeout, cond) {
+		t.Errorf("condition not met within %v", timeout)
+	}
+}
+
+// eventually polls cond until it holds or timeout passes, and reports
+// whether it held. A function's log lines are read from its stdout on a
+// goroutine of their own, so a line written before an answer can arrive
+// after it: check for one with eventually.
+func eventually(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Errorf("condition not met within %v", timeout)
-			return
+			return false
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return true
+}
+
+// logsSay waits up to 5 s for logs to hold s.
+func logsSay(logs *LogBuffer, s string) bool {
+	return eventually(5*time.Second, func() bool { return strings.Contains(logs.String(), s) })
 }
 
 func TestBinaryAnswersDoctorEvent(t *testing.T) {

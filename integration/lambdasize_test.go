@@ -89,6 +89,9 @@ func TestBinaryAt128MB(t *testing.T) {
 			t.Fatalf("event %d: %d failed", i, f)
 		}
 		took := time.Since(start).Round(time.Millisecond)
+		// The summary line is written before the answer, but read from
+		// the function's stdout on a goroutine of its own: wait for it.
+		waitFor(t, 10*time.Second, func() bool { return strings.Count(logs.String(), `"goMemoryBytes":`) > i })
 		p, _ := procs.Load(t.Name())
 		sp, err := splitOf(p.(*os.Process).Pid, logs.String())
 		if err != nil {

@@ -100,7 +100,7 @@ func TestPolicyPoisonDeadLetteredOnFirstReceive(t *testing.T) {
 			}
 			if fifo {
 				checkFIFOOrder(t, r, sent, group)
-				if !strings.Contains(logs.String(), `"record dead-lettered"`) {
+				if !logsSay(logs, `"record dead-lettered"`) {
 					t.Error("no record dead-lettered line")
 				}
 			}
@@ -172,7 +172,7 @@ func TestPolicyOutageBacksOff(t *testing.T) {
 				if r.InDLQ != 0 || r.InKafka != len(sent) {
 					t.Errorf("%v, want all %d in Kafka and the DLQ empty", r, len(sent))
 				}
-				if !strings.Contains(logs.String(), `"backedOff"`) {
+				if !logsSay(logs, `"backedOff"`) {
 					t.Error("no batch summary counts records backed off")
 				}
 			}
@@ -221,7 +221,7 @@ func TestPolicySQSUnreachable(t *testing.T) {
 			}
 			if fifo {
 				checkFIFOOrder(t, r, sent, group)
-				if !strings.Contains(logs.String(), `"group_blocked"`) {
+				if !logsSay(logs, `"group_blocked"`) {
 					t.Error("no record failed behind its group's poison record")
 				}
 			}

@@ -114,7 +114,7 @@ func TestBinaryUnderAWSRuntimeInterfaceEmulator(t *testing.T) {
 	if n := c.Count("events"); n != 2 {
 		t.Errorf("%d records in Kafka, want 2", n)
 	}
-	if !strings.Contains(logs.String(), `"msg":"batch relayed"`) {
+	if !logsSay(logs, `"msg":"batch relayed"`) {
 		t.Errorf("no summary line")
 	}
 
