@@ -88,6 +88,8 @@ func benchConfig(b *testing.B, brokers string) relay.Config {
 	return cfg
 }
 
+// benchConfigFor is benchConfig outside a benchmark: for the raw side's
+// own process.
 func benchConfigFor(brokers string) (relay.Config, error) {
 	env := map[string]string{"RELAY_BROKERS": brokers, "RELAY_TOPIC": "events", "RELAY_AUTH": "none", "RELAY_KAFKA_PROPERTIES": os.Getenv("BENCH_PROPS")}
 	return relay.ConfigFromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
