@@ -61,6 +61,7 @@ func rawProcess(b *testing.B, n int, brokers string) func() {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), rawProcessBrokers+"="+brokers, rawProcessRecords+"="+strconv.Itoa(n))
+	cmd.Stderr = os.Stderr // why it could not start, should it not
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		b.Fatal(err)
