@@ -98,7 +98,7 @@ func main() {
 	if api == "" {
 		initFailed(log, "Runtime.ConfigError", errors.New("AWS_LAMBDA_RUNTIME_API is not set: the relay runs inside Lambda or beside a Runtime API (make run)"))
 	}
-	err = lambdaruntime.Serve(api, h, log)
+	err = lambdaruntime.Serve(api, arriving{h}, log)
 	log.Error("the invocation loop stopped: exiting", "error", err.Error())
 	os.Exit(1)
 }
@@ -109,6 +109,14 @@ func initFailed(log *slog.Logger, errorType string, err error) {
 		log.Error("cannot report the init error to Lambda", "error", rerr.Error())
 	}
 	os.Exit(1)
+}
+
+// arriving hands the relay large events while they arrive, so that it
+// produces during the transfer.
+type arriving struct{ *relay.Handler }
+
+func (a arriving) InvokeStream(ctx context.Context, ev *lambdaruntime.Event) ([]byte, error) {
+	return a.InvokeArriving(ctx, ev)
 }
 
 // jsonLines writes each line given to the standard log package as a JSON

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"reflect"
 	"time"
 
@@ -76,14 +77,50 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	// A record takes at least a few hundred bytes of the event (ids, receipt
 	// handle, digests, attributes): enough to size the slices, which grow
 	// if a batch is denser.
-	hint := max(16, min(len(payload)/256, 10000))
-	b := h.begin(ctx, log, hint)
+	records := max(16, min(len(payload)/256, maxBatchRecords))
+	return h.invoke(ctx, log, records, func(each func(*Record, error)) ([]byte, error) {
+		return payload, sqsevent.Stream(payload, each)
+	})
+}
+
+// InvokeArriving is Invoke for an event still arriving (the function's
+// Runtime API loop hands over large ones so): records are decoded and
+// produced as their bytes come, overlapping the event's transfer.
+func (h *Handler) InvokeArriving(ctx context.Context, ev sqsevent.Arriving) ([]byte, error) {
+	buf, complete, err := ev.Wait(sqsevent.PipelineMinBytes)
+	if err != nil {
+		return nil, fmt.Errorf("receive the event: %w", err)
+	}
+	if complete {
+		return h.Invoke(ctx, buf)
+	}
+	// Its length is not known until it has come (AWS sends it chunked):
+	// it is sized as the largest, so that the deadline's margin holds for
+	// 10,000 records.
+	return h.invoke(ctx, h.requestLog(ctx), maxBatchRecords, func(each func(*Record, error)) ([]byte, error) {
+		err := sqsevent.StreamArriving(ev, each)
+		all, _, _ := ev.Wait(math.MaxInt)
+		return all, err
+	})
+}
+
+// maxBatchRecords is the most records an event holds: SQS's largest batch.
+const maxBatchRecords = 10000
+
+// invoke relays the records stream hands on and answers. stream returns
+// the whole event once read; records is about how many it holds.
+func (h *Handler) invoke(ctx context.Context, log *slog.Logger, records int, stream func(each func(*Record, error)) ([]byte, error)) ([]byte, error) {
+	b := h.begin(ctx, log, records)
+	payload, err := stream(b.record)
 	b.payload = payload
-	if err := sqsevent.Stream(payload, b.record); err != nil {
+	if err != nil {
 		// Settle what was handed over, and count it in the summary and
 		// the metrics: records before the flaw may be in Kafka already
-		// (SQS retries them all: at least once).
-		err := &InvalidSQSEvent{Err: err}
+		// (SQS retries them all: at least once). An event that did not
+		// arrive whole stops the runtime loop too.
+		if errors.Is(err, sqsevent.ErrNotSQSEvent) {
+			err = &InvalidSQSEvent{Err: err}
+		}
 		b.unreadable = err
 		b.finish()
 		return nil, err

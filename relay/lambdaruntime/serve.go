@@ -48,7 +48,7 @@ func Serve(api string, h Handler, log *slog.Logger) error {
 		log:  log,
 	}
 	for {
-		inv, err := c.next()
+		inv, err := c.next(h)
 		if err != nil {
 			return err
 		}
@@ -72,42 +72,54 @@ type invocation struct {
 	arn      string
 	trace    string
 	payload  []byte // c.buf: valid until the next call to next
+	// event, for a large event and a StreamHandler, is the event while
+	// it arrives (payload is nil); read is closed once it has.
+	event *Event
+	read  chan struct{}
 }
 
-func (c *client) next() (*invocation, error) {
+// next waits for the next invocation. Its event is read whole, but for a
+// StreamHandler an event larger than streamAfter is read on a goroutine
+// while the handler starts on it.
+func (c *client) next(h Handler) (*invocation, error) {
 	res, err := c.http.Get(c.base + "next")
 	if err != nil {
 		return nil, fmt.Errorf("get the next invocation: %w", err)
 	}
-	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
+		res.Body.Close()
 		return nil, fmt.Errorf("get the next invocation: the Runtime API answered %s", res.Status)
 	}
-	if n := res.ContentLength; n >= 0 {
-		if int64(cap(c.buf)) < n {
-			c.buf = make([]byte, n)
-		}
-		c.buf = c.buf[:n]
-		if _, err := io.ReadFull(res.Body, c.buf); err != nil {
-			return nil, fmt.Errorf("read the invocation's event (%d bytes): %w", n, err)
-		}
-	} else {
-		b := bytes.NewBuffer(c.buf[:0])
-		if _, err := b.ReadFrom(res.Body); err != nil {
-			return nil, fmt.Errorf("read the invocation's event: %w", err)
-		}
-		c.buf = b.Bytes()
-	}
 	inv := &invocation{id: res.Header.Get(headerRequestID), arn: res.Header.Get(headerFunctionARN),
-		trace: res.Header.Get(headerTraceID), payload: c.buf}
+		trace: res.Header.Get(headerTraceID)}
 	if inv.id == "" {
+		res.Body.Close()
 		return nil, fmt.Errorf("get the next invocation: no %s header", headerRequestID)
 	}
-	ms, err := strconv.ParseInt(res.Header.Get(headerDeadline), 10, 64)
-	if err != nil {
+	ms, deadlineErr := strconv.ParseInt(res.Header.Get(headerDeadline), 10, 64)
+	_, streams := h.(StreamHandler)
+	streams = streams && deadlineErr == nil
+	size := int(res.ContentLength) // -1 when the event comes chunked, as AWS's emulator sends it
+	buf, n, err := readInto(res.Body, c.buf[:cap(c.buf)], 0, size, func(_ []byte, n int) bool { return streams && n > streamAfter })
+	switch {
+	case err == nil:
+		inv.event, inv.read = newEvent(buf, n), make(chan struct{})
+		go func() {
+			defer close(inv.read)
+			defer res.Body.Close()
+			c.buf = inv.event.readRest(res.Body, size)
+		}()
+	case err == io.EOF:
+		res.Body.Close()
+		c.buf, inv.payload = buf, buf[:n]
+	default:
+		res.Body.Close()
+		return nil, fmt.Errorf("read the invocation's event (%d bytes so far): %w", n, err)
+	}
+	if deadlineErr != nil {
 		// Without a deadline the relay cannot keep its promise to answer
 		// in time: fail the invocation rather than guess.
-		return inv, c.fail(inv, "Runtime.InvalidDeadline", fmt.Errorf("invocation %s: %s %q: %w", inv.id, headerDeadline, res.Header.Get(headerDeadline), err), nil)
+		return inv, c.fail(inv, "Runtime.InvalidDeadline", fmt.Errorf("invocation %s: %s %q: %w", inv.id, headerDeadline, res.Header.Get(headerDeadline), deadlineErr), nil)
 	}
 	inv.deadline = time.UnixMilli(ms)
 	return inv, nil
@@ -122,7 +134,19 @@ func (c *client) serve(h Handler, inv *invocation) error {
 	ctx = lambdacontext.NewContext(ctx, &lambdacontext.LambdaContext{AwsRequestID: inv.id, InvokedFunctionArn: inv.arn})
 	// Where the X-Ray SDK looks for it; Lambda's own runtimes set it too.
 	os.Setenv("_X_AMZN_TRACE_ID", inv.trace)
-	resp, panicked, err := call(ctx, h, inv.payload)
+	var resp []byte
+	var panicked *panicValue
+	var err error
+	if inv.event != nil {
+		resp, panicked, err = call(func() ([]byte, error) { return h.(StreamHandler).InvokeStream(ctx, inv.event) })
+		// The answer goes on the connection the event came on, after it.
+		<-inv.read
+		if _, _, rerr := inv.event.Wait(0); rerr != nil {
+			return fmt.Errorf("read the invocation's event: %w", rerr)
+		}
+	} else {
+		resp, panicked, err = call(func() ([]byte, error) { return h.Invoke(ctx, inv.payload) })
+	}
 	if panicked != nil {
 		c.log.Error("the handler panicked: reporting it, then exiting", "requestId", inv.id, "panic", fmt.Sprint(panicked.value), "stack", panicked.stack[0])
 		if ferr := c.fail(inv, typeName(panicked.value), fmt.Errorf("%v", panicked.value), panicked.stack); ferr != nil {
@@ -143,13 +167,13 @@ type panicValue struct {
 }
 
 // call runs the handler, turning a panic into a value to report.
-func call(ctx context.Context, h Handler, payload []byte) (resp []byte, p *panicValue, err error) {
+func call(invoke func() ([]byte, error)) (resp []byte, p *panicValue, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			p = &panicValue{value: v, stack: []string{string(debug.Stack())}}
 		}
 	}()
-	resp, err = h.Invoke(ctx, payload)
+	resp, err = invoke()
 	return resp, nil, err
 }
 

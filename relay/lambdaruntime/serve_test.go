@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -22,6 +24,11 @@ type event struct {
 	payload  string
 	deadline string // header value; "" for now + 10 s
 	chunked  bool   // no Content-Length
+	// hold, if set, is waited on after the first held bytes are sent;
+	// with cut, the connection is closed then instead.
+	hold chan struct{}
+	held int
+	cut  bool
 }
 
 // answer is what the function posted for an invocation.
@@ -56,7 +63,19 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !e.chunked {
 			w.Header().Set("Content-Length", strconv.Itoa(len(e.payload)))
 		}
-		io.WriteString(w, e.payload)
+		rest := e.payload
+		if e.held > 0 {
+			io.WriteString(w, e.payload[:e.held])
+			w.(http.Flusher).Flush()
+			if e.cut {
+				panic(http.ErrAbortHandler)
+			}
+			f.mu.Unlock()
+			<-e.hold
+			f.mu.Lock()
+			rest = e.payload[e.held:]
+		}
+		io.WriteString(w, rest)
 		if e.chunked {
 			w.(http.Flusher).Flush()
 		}
@@ -162,5 +181,65 @@ func TestServeStopsWhenTheAPIFails(t *testing.T) {
 	var netErr interface{ Timeout() bool }
 	if err == nil || !errors.As(err, &netErr) {
 		t.Errorf("Serve returned %v, want the connection error", err)
+	}
+}
+
+// streamer is echo that also takes events as they arrive, noting whether
+// it had one before all of it came, and lets the held rest come then.
+type streamer struct {
+	echo
+	hold     chan struct{}
+	early    int // events seen incomplete
+	streamed int
+	invoked  []string
+}
+
+func (s *streamer) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	s.invoked = append(s.invoked, string(payload))
+	return s.echo.Invoke(ctx, payload)
+}
+
+func (s *streamer) InvokeStream(ctx context.Context, ev *Event) ([]byte, error) {
+	s.streamed++
+	if _, complete, _ := ev.Wait(0); !complete {
+		s.early++
+	}
+	s.hold <- struct{}{}
+	buf, complete, err := ev.Wait(math.MaxInt)
+	if !complete || err != nil {
+		return nil, fmt.Errorf("the event did not come whole: %v", err)
+	}
+	return s.echo.Invoke(ctx, buf)
+}
+
+// TestServeStreams: a large event goes to a StreamHandler before all of
+// it has come, chunked or not, and its answer is what came; a small one
+// goes to Invoke; an event cut off stops Serve with the reason.
+func TestServeStreams(t *testing.T) {
+	big := strings.Repeat("y", 3*streamAfter)
+	hold := make(chan struct{}, 1) // the cut event's handler sends too, and nobody waits
+	api := &fakeAPI{events: []event{
+		{payload: big, hold: hold, held: streamAfter + 100},
+		{payload: big, chunked: true, hold: hold, held: streamAfter + 1},
+		{payload: "small"},
+		{payload: big, held: streamAfter + 1, cut: true},
+	}}
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	h := &streamer{echo: echo{t}, hold: hold}
+	err := Serve(strings.TrimPrefix(srv.URL, "http://"), h, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "read the invocation's event") {
+		t.Errorf("Serve returned %v, want the event's read failing", err)
+	}
+	if h.streamed != 3 || h.early != 3 {
+		t.Errorf("%d events streamed, %d of them seen before they had come whole; want the three large ones", h.streamed, h.early)
+	}
+	if len(h.invoked) != 1 || h.invoked[0] != "small" {
+		t.Errorf("Invoke was called with %.20q, want the small event only", h.invoked)
+	}
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if len(api.answers) != 3 || api.answers[0].body != big || api.answers[1].body != big || api.answers[2].body != "small" {
+		t.Errorf("answers %.40q, want the two large events and the small one", api.answers)
 	}
 }

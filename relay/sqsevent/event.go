@@ -98,6 +98,18 @@ type eventDecoder struct {
 	slotValues   []attrValues // readByTemplate's scratch
 	hits, misses int
 	noTemplates  bool // set once they miss too often, or by tests
+
+	// For an event still arriving (see arriving.go): where its bytes come
+	// from until all have (s.buf is what has so far), how far past a
+	// record's start to have before reading it, the records handed on, how
+	// many of them a second reading skips, and why the event was not
+	// received, if it was not.
+	arriving Arriving
+	ahead    int
+	handed   int
+	skip     int
+	restarts int
+	recvErr  error
 }
 
 // Indexes of the keys the decoder reads, as given to keys.init.
@@ -137,6 +149,9 @@ func newEventDecoder(payload []byte) *eventDecoder {
 
 func (d *eventDecoder) event() error {
 	s := &d.s
+	if err := d.ensure(0); err != nil {
+		return err
+	}
 	c, i := s.peek(0)
 	if c != '{' {
 		return s.syntax(i, "expected an object")
@@ -144,8 +159,9 @@ func (d *eventDecoder) event() error {
 	// A second Records key is looked for before a record is handed on,
 	// whatever the size: about 0.3 µs a record of 1 KiB (the relay spends
 	// about 20 µs of CPU on one), and a read of the top level only where
-	// the searches find a candidate.
-	if mayRepeatRecords(s.buf) {
+	// the searches find a candidate. An event still arriving is checked as
+	// its top level is read (found, below).
+	if d.arriving == nil && mayRepeatRecords(s.buf) {
 		if err := d.checkRecordsOnce(); err != nil {
 			return err
 		}
@@ -239,6 +255,21 @@ func (d *eventDecoder) checkRecordsOnce() error {
 // or field by field. A value of the wrong type fails the record (if it has
 // a messageId); a syntax error fails the event.
 func (d *eventDecoder) record(pos int) (int, error) {
+	if d.arriving == nil {
+		return d.readRecord(pos)
+	}
+	if err := d.ensure(pos); err != nil {
+		return pos, err
+	}
+	end, err := d.readRecord(pos)
+	if err == nil {
+		d.ahead = max(d.ahead, 2*(end-pos))
+	}
+	return end, err
+}
+
+// readRecord is record on what the decoder has of the event.
+func (d *eventDecoder) readRecord(pos int) (int, error) {
 	s := &d.s
 	c, j := s.peek(pos)
 	if c != '{' {
@@ -455,6 +486,11 @@ func (rr *recordReader) messageAttributes(pos int) (int, error) {
 // deliver hands on the record just read, whose attributes are
 // d.attrs[attrStart:].
 func (d *eventDecoder) deliver(r *Record, attrStart int, rerr error) {
+	if d.n <= d.skip {
+		d.attrs = d.attrs[:attrStart] // handed on before a second reading
+		return
+	}
+	d.handed = d.n
 	if len(d.attrs) > attrStart {
 		r.Attributes = d.attrs[attrStart:len(d.attrs):len(d.attrs)]
 		sortAttributes(r.Attributes)

@@ -88,7 +88,7 @@ func decodePipelined(d *eventDecoder, each func(*Record, error)) error {
 			}
 			d.into = &c.recs[c.n]
 		}
-		err = d.event()
+		err = d.run()
 		if c.n > 0 {
 			select {
 			case full <- c:
