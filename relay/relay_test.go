@@ -26,6 +26,7 @@ import (
 	"github.com/sqs-msk-relay/relay/relay"
 	"github.com/sqs-msk-relay/relay/relay/kafka"
 	"github.com/sqs-msk-relay/relay/relay/sqsevent"
+	"github.com/sqs-msk-relay/relay/relay/sqsevent/sqseventtest"
 )
 
 const (
@@ -55,6 +56,11 @@ type fixture struct {
 	h    *relay.Handler
 	p    *kafka.Producer
 	logs *syncBuffer
+	// arriving has invoke hand the event over while it arrives, 4 KiB at
+	// a time, as the function's runtime loop hands over a large one; flow
+	// is the last one handed over.
+	arriving bool
+	flow     *sqseventtest.Flow
 }
 
 // newRelay builds the handler and a real librdkafka producer from env, as
@@ -107,7 +113,13 @@ func (f *fixture) invoke(t *testing.T, ev events.SQSEvent, timeout time.Duration
 	ctx = lambdacontext.NewContext(ctx, &lambdacontext.LambdaContext{AwsRequestID: "req-" + t.Name()})
 	deadline, _ := ctx.Deadline()
 	start := time.Now()
-	out, err := f.h.Invoke(ctx, payload)
+	var out []byte
+	if f.arriving {
+		f.flow = sqseventtest.NewFlow(payload, 4096)
+		out, err = f.h.InvokeArriving(ctx, f.flow)
+	} else {
+		out, err = f.h.Invoke(ctx, payload)
+	}
 	took = time.Since(start)
 	if err != nil {
 		t.Fatalf("Invoke: %v", err)
@@ -594,8 +606,17 @@ func TestBootstrapNameDoesNotResolve(t *testing.T) {
 // own goroutine: failures and the FIFO groups they block come out as for a
 // small one, and every group keeps its order in Kafka.
 func TestLargeFIFOEventPipelined(t *testing.T) {
+	for _, arriving := range []bool{false, true} {
+		t.Run(fmt.Sprintf("arriving=%v", arriving), func(t *testing.T) { largeFIFOEvent(t, arriving) })
+	}
+}
+
+// largeFIFOEvent is TestLargeFIFOEventPipelined, the event given whole or
+// while it arrives.
+func largeFIFOEvent(t *testing.T, arriving bool) {
 	c := startBroker(t, 3, []string{"events"})
 	f := newRelay(t, map[string]string{"RELAY_BROKERS": c.Addrs(), "RELAY_MAX_MESSAGE_BYTES": "1500"})
+	f.arriving = arriving
 	var ev events.SQSEvent
 	groups := []string{"A", "B", "C", "D"}
 	const n = 600
@@ -609,6 +630,12 @@ func TestLargeFIFOEventPipelined(t *testing.T) {
 	}
 
 	failed, _ := f.invoke(t, ev, 20*time.Second)
+	// Past the handler's and the decoder's first looks (is it large?),
+	// records are read as the event comes: every further early answer is
+	// the decoder asking for more.
+	if arriving && f.flow.Early() <= 2 {
+		t.Errorf("%d waits answered before the event had all come: it was read whole, not while it arrived", f.flow.Early())
+	}
 	want := map[string]bool{}
 	for i := 101; i < n; i += 4 {
 		want[fmt.Sprintf("m-%03d", i)] = true

@@ -7,8 +7,9 @@ import (
 	"math"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/sqs-msk-relay/relay/relay/sqsevent/sqseventtest"
 )
 
 // trickle is an event arriving step bytes more at each Wait (at least
@@ -38,46 +39,6 @@ func (tr *trickle) Wait(n int) ([]byte, bool, error) {
 		return tr.cur[:tr.n:tr.n], false, tr.fail
 	}
 	return tr.cur[:tr.n:tr.n], tr.n == len(tr.full), nil
-}
-
-// flowing is an event written into a growing buffer by a goroutine, chunk
-// bytes at a time, as the runtime loop writes it.
-type flowing struct {
-	mu    sync.Mutex
-	more  *sync.Cond
-	buf   []byte
-	n     int
-	total int
-}
-
-func newFlowing(payload []byte, chunk int) *flowing {
-	f := &flowing{total: len(payload)}
-	f.more = sync.NewCond(&f.mu)
-	go func() {
-		buf := make([]byte, 4096)
-		for n := 0; n < len(payload); {
-			if n == len(buf) {
-				grown := make([]byte, 2*n)
-				copy(grown, buf)
-				buf = grown
-			}
-			n += copy(buf[n:min(len(buf), n+chunk)], payload[n:])
-			f.mu.Lock()
-			f.buf, f.n = buf, n
-			f.mu.Unlock()
-			f.more.Broadcast()
-		}
-	}()
-	return f
-}
-
-func (f *flowing) Wait(n int) ([]byte, bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for f.n < n && f.n < f.total {
-		f.more.Wait()
-	}
-	return f.buf[:f.n:f.n], f.n == f.total, nil
 }
 
 // collect decodes ev with StreamArriving and returns copies of what each
@@ -150,7 +111,7 @@ func TestStreamArriving(t *testing.T) {
 		})
 	}
 	t.Run("written by another goroutine", func(t *testing.T) {
-		recs, errs, err := collect(newFlowing(large, 7000))
+		recs, errs, err := collect(sqseventtest.NewFlow(large, 7000))
 		if err != nil {
 			t.Fatal(err)
 		}
