@@ -118,6 +118,27 @@ func TestBinaryUnderAWSRuntimeInterfaceEmulator(t *testing.T) {
 		t.Errorf("no summary line")
 	}
 
+	// An event over 512 KiB, which the emulator sends chunked as the
+	// small one, is relayed while it arrives: the same partial response.
+	large := events.SQSEvent{}
+	for i := range 3000 {
+		body := fmt.Sprint("r", i)
+		if i == 1500 {
+			body = "much too long for the limit"
+		}
+		large.Records = append(large.Records, events.SQSMessage{MessageId: fmt.Sprint("big-", i), Body: body,
+			EventSourceARN: "arn:aws:sqs:eu-west-1:123456789012:events", Attributes: map[string]string{"SentTimestamp": "1700000000000"}})
+	}
+	payload, _ = json.Marshal(large)
+	if len(payload) <= 512<<10 {
+		t.Fatalf("the large event is %d bytes: too small to be read while it arrives", len(payload))
+	}
+	code, body = rieInvoke(t, addr, payload)
+	if code != http.StatusOK || string(body) != `{"batchItemFailures":[{"itemIdentifier":"big-1500"}]}` {
+		t.Fatalf("invoke with %d bytes: %d %.200s, want big-1500 failed alone", len(payload), code, body)
+	}
+	waitFor(t, 10*time.Second, func() bool { return c.Count("events") == 2+2999 })
+
 	// A bad configuration is an init error, reported on every invoke as
 	// init runs again.
 	bad, badLogs := startRIE(t, 10*time.Second, "RELAY_TOPIC=events", "RELAY_AUTH=none")
