@@ -93,6 +93,6 @@ func (d *eventDecoder) run() error {
 		return errReceive
 	}
 	d.arriving, d.s.buf, d.s.depth = nil, buf, 0
-	d.skip, d.restarts = d.handed, d.restarts+1
+	d.skip = d.handed
 	return d.event()
 }

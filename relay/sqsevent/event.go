@@ -108,7 +108,6 @@ type eventDecoder struct {
 	ahead    int
 	handed   int
 	skip     int
-	restarts int
 	recvErr  error
 }
 
