@@ -397,8 +397,12 @@ func (s *scanner) unescape(i int) ([]byte, int, error) {
 	return nil, i, s.syntax(i, "unterminated string")
 }
 
-// base64 decodes v into the arena.
+// base64 decodes v into the arena. An empty value is empty, never nil,
+// whatever the arena holds (encoding/json reads "" into []byte so too).
 func (s *scanner) base64(v []byte) ([]byte, error) {
+	if len(v) == 0 {
+		return emptyBytes, nil
+	}
 	start := s.reserve(base64.StdEncoding.DecodedLen(len(v)), len(s.arena))
 	var err error
 	if s.arena, err = base64.StdEncoding.AppendDecode(s.arena, v); err != nil {
@@ -407,6 +411,8 @@ func (s *scanner) base64(v []byte) ([]byte, error) {
 	}
 	return s.arena[start:len(s.arena):len(s.arena)], nil
 }
+
+var emptyBytes = []byte{}
 
 // arenaBlock is the size of the arena's blocks, in bytes. A new block is
 // started when the current one is full, rather than the arena grown and
