@@ -73,6 +73,19 @@ func (d *eventDecoder) ensure(pos int) error {
 	return nil
 }
 
+// recordArriving is record for an event still arriving: it first waits
+// for d.ahead bytes past pos, and sizes d.ahead by the records read.
+func (d *eventDecoder) recordArriving(pos int) (int, error) {
+	if err := d.ensure(pos); err != nil {
+		return pos, err
+	}
+	end, err := d.record(pos)
+	if err == nil {
+		d.ahead = max(d.ahead, 2*(end-pos))
+	}
+	return end, err
+}
+
 // run reads the event. For one still arriving, a read that ran past what
 // had arrived fails as a syntax error would, and what follows the top
 // level is not known until the rest has come. Either way, once the event

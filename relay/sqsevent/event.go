@@ -178,6 +178,9 @@ func (d *eventDecoder) event() error {
 		}
 		found = true
 		d.recs, d.errs, d.n = d.recs[:0], d.errs[:0], 0
+		if d.arriving != nil {
+			return s.array(i, d.recordArriving)
+		}
 		return s.array(i, d.record)
 	})
 	if err != nil {
@@ -254,21 +257,6 @@ func (d *eventDecoder) checkRecordsOnce() error {
 // or field by field. A value of the wrong type fails the record (if it has
 // a messageId); a syntax error fails the event.
 func (d *eventDecoder) record(pos int) (int, error) {
-	if d.arriving == nil {
-		return d.readRecord(pos)
-	}
-	if err := d.ensure(pos); err != nil {
-		return pos, err
-	}
-	end, err := d.readRecord(pos)
-	if err == nil {
-		d.ahead = max(d.ahead, 2*(end-pos))
-	}
-	return end, err
-}
-
-// readRecord is record on what the decoder has of the event.
-func (d *eventDecoder) readRecord(pos int) (int, error) {
 	s := &d.s
 	c, j := s.peek(pos)
 	if c != '{' {
