@@ -95,9 +95,17 @@ func (d *eventDecoder) recordArriving(pos int) (int, error) {
 // The last record waits for d.ahead bytes past its start, so the whole
 // event has usually come by then.
 func (d *eventDecoder) run() error {
-	ev := d.arriving
+	ev, each := d.arriving, d.each
+	if ev == nil {
+		return d.event()
+	}
+	handed := 0
+	d.each = func(r *Record, err error) {
+		handed++
+		each(r, err)
+	}
 	err := d.event()
-	if ev == nil || d.arriving == nil || d.recvErr != nil {
+	if d.arriving == nil || d.recvErr != nil {
 		return err
 	}
 	buf, _, werr := ev.Wait(math.MaxInt)
@@ -106,6 +114,13 @@ func (d *eventDecoder) run() error {
 		return errReceive
 	}
 	d.arriving, d.s.buf, d.s.depth = nil, buf, 0
-	d.skip = d.handed
+	skipped := 0
+	d.each = func(r *Record, err error) {
+		if skipped < handed {
+			skipped++ // handed on by the first reading
+			return
+		}
+		each(r, err)
+	}
 	return d.event()
 }

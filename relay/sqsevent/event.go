@@ -101,13 +101,10 @@ type eventDecoder struct {
 
 	// For an event still arriving (see arriving.go): where its bytes come
 	// from until all have (s.buf is what has so far), how far past a
-	// record's start to have before reading it, the records handed on, how
-	// many of them a second reading skips, and why the event was not
+	// record's start to have before reading it, and why the event was not
 	// received, if it was not.
 	arriving Arriving
 	ahead    int
-	handed   int
-	skip     int
 	recvErr  error
 }
 
@@ -473,11 +470,6 @@ func (rr *recordReader) messageAttributes(pos int) (int, error) {
 // deliver hands on the record just read, whose attributes are
 // d.attrs[attrStart:].
 func (d *eventDecoder) deliver(r *Record, attrStart int, rerr error) {
-	if d.n <= d.skip {
-		d.attrs = d.attrs[:attrStart] // handed on before a second reading
-		return
-	}
-	d.handed = d.n
 	if len(d.attrs) > attrStart {
 		r.Attributes = d.attrs[attrStart:len(d.attrs):len(d.attrs)]
 		sortAttributes(r.Attributes)
