@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -166,6 +167,37 @@ func rawBatch(b *testing.B, n int, brokers string) func() {
 	}
 }
 
+// rawFlushBatch is rawBatch that flushes once every message is handed
+// over, as the relay does (relay/kafka's sendNow): Flush on a goroutine,
+// the delivery reports read here. It is the baseline for the relay's own
+// work at small batches, where rawBatch waits out linger.ms and the relay
+// does not. (Flush called in line takes at least a millisecond: its poll
+// waits that long when the producer's poller takes the reports first.)
+func rawFlushBatch(b *testing.B, n int, brokers string) func() {
+	kp, msgs := rawProducer(b, n, brokers)
+	dr := make(chan ckafka.Event, n)
+	var flushes sync.WaitGroup
+	b.Cleanup(flushes.Wait) // before rawProducer's Close
+	return func() {
+		topic := "events"
+		for i := range msgs {
+			if err := kp.Produce(rawMessage(&msgs[i], &topic), dr); err != nil {
+				b.Fatal(err)
+			}
+		}
+		flushes.Add(1)
+		go func() {
+			defer flushes.Done()
+			kp.Flush(2) // the relay's flushMs
+		}()
+		for range msgs {
+			if m := (<-dr).(*ckafka.Message); m.TopicPartition.Error != nil {
+				b.Fatal(m.TopicPartition.Error)
+			}
+		}
+	}
+}
+
 // produceRaw produces msgs to topic events and waits for their delivery
 // reports on dr, which has room for them all.
 func produceRaw(kp *ckafka.Producer, msgs []relay.Message, dr chan ckafka.Event) error {
@@ -215,27 +247,36 @@ func BenchmarkRelayVsRaw(b *testing.B) {
 // size (10) and at the sizes around the handler's pipelining threshold
 // (pipelineMinBytes: 512 KiB, about 370 of these records), where its
 // choice was measured, with each side's wall-clock and process CPU time
-// per batch. It is not part of make bench: go test -run '^$' -bench
-// RelayVsRawSizes -benchtime 400x ./integration/
+// per batch. A third side, raw-flush, is raw that calls Flush after its
+// last message as the relay does (relay/kafka's sendNow): relay ÷
+// raw-flush is the relay's own cost where relay ÷ raw also counts the
+// linger.ms raw waits out. It is not part of make bench: go test -run '^$'
+// -bench RelayVsRawSizes -benchtime 400x ./integration/
 func BenchmarkRelayVsRawSizes(b *testing.B) {
 	for _, n := range []int{10, 100, 300, 1000} {
 		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
 			var relayReqs, rawReqs atomic.Int64
 			relayOne, rawOne := relayBatch(b, n, benchBroker(b, &relayReqs).Addrs()), rawBatch(b, n, benchBroker(b, &rawReqs).Addrs())
+			flushOne := rawFlushBatch(b, n, benchBroker(b, nil).Addrs())
 			relayOne()
 			rawOne()
+			flushOne()
 			relayReqs.Store(0)
 			rawReqs.Store(0)
 			b.ResetTimer()
-			relayT, rawT := alternate(b, relayOne, rawOne)
+			t := rotate(b, relayOne, rawOne, flushOne)
+			relayT, rawT, flushT := t[0], t[1], t[2]
 			b.ReportMetric(float64(relayReqs.Load())/float64(b.N), "relay-requests/batch")
 			b.ReportMetric(float64(rawReqs.Load())/float64(b.N), "raw-requests/batch")
 			perBatch := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 / float64(b.N) }
 			b.ReportMetric(rawT.wall.Seconds()/relayT.wall.Seconds(), "relay/raw")
+			b.ReportMetric(flushT.wall.Seconds()/relayT.wall.Seconds(), "relay/raw-flush")
 			b.ReportMetric(perBatch(relayT.wall), "relay-µs/batch")
 			b.ReportMetric(perBatch(rawT.wall), "raw-µs/batch")
+			b.ReportMetric(perBatch(flushT.wall), "raw-flush-µs/batch")
 			b.ReportMetric(perBatch(relayT.cpu), "relay-cpu-µs/batch")
 			b.ReportMetric(perBatch(rawT.cpu), "raw-cpu-µs/batch")
+			b.ReportMetric(perBatch(flushT.cpu), "raw-flush-cpu-µs/batch")
 			b.ReportMetric(0, "ns/op")
 		})
 	}

@@ -195,8 +195,9 @@ func (t *batchTimes) mean() float64 {
 // decoded, produced and answered, in rotation with raw confluent-kafka-go
 // producing the same messages from this process (relay/raw), raw from a
 // process of its own as the binary is (relay/raw-process), and the same
-// event through the handler in this process (handler/raw), each on a
-// kfake broker of its own. The binary holds what the handler leaves out:
+// event through the handler in this process (handler/raw), and raw that
+// flushes after its last message as the relay does (relay/raw-flush), each
+// on a kfake broker of its own. The binary holds what the handler leaves out:
 // the payload's transfer, the runtime client, the response and the GC of
 // the previous payload.
 func BenchmarkBinaryVsRaw(b *testing.B) {
@@ -233,16 +234,19 @@ func BenchmarkBinaryVsRaw(b *testing.B) {
 	rawOne := rawBatch(b, n, benchBroker(b, nil).Addrs())
 	rawApart := rawProcess(b, n, benchBroker(b, nil).Addrs())
 	handlerOne := relayBatch(b, n, benchBroker(b, nil).Addrs())
+	flushOne := rawFlushBatch(b, n, benchBroker(b, nil).Addrs())
 	relayOne()
 	relayOne()
 	rawOne()
 	rawApart()
 	handlerOne()
+	flushOne()
 	inside.reset()
 	b.ResetTimer()
-	t := rotate(b, relayOne, rawOne, rawApart, handlerOne)
-	relayT, rawT, apartT, handlerT := t[0], t[1], t[2], t[3]
+	t := rotate(b, relayOne, rawOne, rawApart, handlerOne, flushOne)
+	relayT, rawT, apartT, handlerT, flushT := t[0], t[1], t[2], t[3], t[4]
 	b.ReportMetric(rawT.wall.Seconds()/relayT.wall.Seconds(), "relay/raw")
+	b.ReportMetric(flushT.wall.Seconds()/relayT.wall.Seconds(), "relay/raw-flush")
 	b.ReportMetric(apartT.wall.Seconds()/relayT.wall.Seconds(), "relay/raw-process")
 	b.ReportMetric(rawT.wall.Seconds()/handlerT.wall.Seconds(), "handler/raw")
 	perEvent := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 / float64(b.N) }

@@ -93,6 +93,9 @@ func main() {
 	if r, ok := get("BenchmarkBinaryVsRaw", "relay/raw-process"); ok {
 		row("the same against raw in a process of its own, as the binary is (median)", fmt.Sprintf("%.2f", r), "")
 	}
+	if r, ok := get("BenchmarkBinaryVsRaw", "relay/raw-flush"); ok {
+		row("the same against raw that flushes after its last message, as the relay does (median)", fmt.Sprintf("%.2f", r), "")
+	}
 	if r, ok := get("BenchmarkBinaryVsRaw", "handler/raw"); ok {
 		row("the same event through the handler in the test process, in that rotation (median)", fmt.Sprintf("%.2f", r), "")
 	}

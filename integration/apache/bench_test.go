@@ -110,9 +110,11 @@ func BenchmarkRealCluster(b *testing.B) {
 // runs: relay ÷ raw at 10 and 100 × 1 KiB records (SQS's default batch
 // size and ten times it) on the RF-3 cluster with acks=all, where each
 // produce request waits for the followers. Raw produces the messages the
-// relay maps from the same event, with the relay's settings; the sides
-// alternate which goes first. It reports relay ÷ raw over the whole run
-// and the median of the pairs, and each side's time per batch.
+// relay maps from the same event, with the relay's settings; raw-flush is
+// raw that calls Flush after its last message, as the relay has librdkafka
+// send a batch's last messages without waiting out linger.ms. The sides
+// take turns going first. It reports relay ÷ each raw side over the whole
+// run and the median of the rounds, and each side's time per batch.
 func BenchmarkRealClusterSmall(b *testing.B) {
 	cfg := benchConfig(b, "bench-small")
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
@@ -122,7 +124,7 @@ func BenchmarkRealClusterSmall(b *testing.B) {
 	}
 	b.Cleanup(p.Close)
 	h := relay.NewHandler(cfg, p, log)
-	raw := rawProducer(b, cfg, nil)
+	raw, rawFlush := rawProducer(b, cfg, nil), rawProducer(b, cfg, nil)
 	for _, n := range []int{10, 100} {
 		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
 			payload, err := json.Marshal(event("small", n, 1024))
@@ -138,28 +140,37 @@ func BenchmarkRealClusterSmall(b *testing.B) {
 			}
 			msgs := mapped(b, cfg, payload)
 			dr := make(chan ckafka.Event, n)
-			rawOne := func() { produceAll(b, raw, msgs, dr) }
-			relayOne()
-			rawOne()
-			var relayT, rawT time.Duration
-			ratios := make([]float64, 0, b.N)
+			sides := []func(){
+				relayOne,
+				func() { produceAll(b, raw, msgs, dr, false) },
+				func() { produceAll(b, rawFlush, msgs, dr, true) },
+			}
+			for _, side := range sides {
+				side()
+			}
+			total := make([]time.Duration, len(sides))
+			ratios := [2][]float64{make([]float64, 0, b.N), make([]float64, 0, b.N)}
 			b.ResetTimer()
 			for i := range b.N {
-				var tRelay, tRaw time.Duration
-				if i%2 == 0 {
-					tRelay, tRaw = timed(relayOne), timed(rawOne)
-				} else {
-					tRaw, tRelay = timed(rawOne), timed(relayOne)
+				var t [3]time.Duration
+				for k := range sides {
+					j := (i + k) % len(sides)
+					t[j] = timed(sides[j])
+					total[j] += t[j]
 				}
-				relayT, rawT = relayT+tRelay, rawT+tRaw
-				ratios = append(ratios, tRaw.Seconds()/tRelay.Seconds())
+				ratios[0] = append(ratios[0], t[1].Seconds()/t[0].Seconds())
+				ratios[1] = append(ratios[1], t[2].Seconds()/t[0].Seconds())
 			}
 			b.StopTimer()
-			sort.Float64s(ratios)
-			b.ReportMetric(rawT.Seconds()/relayT.Seconds(), "relay/raw")
-			b.ReportMetric(ratios[len(ratios)/2], "relay/raw-median")
-			b.ReportMetric(float64(relayT.Microseconds())/float64(b.N), "relay-µs/batch")
-			b.ReportMetric(float64(rawT.Microseconds())/float64(b.N), "raw-µs/batch")
+			median := func(r []float64) float64 { sort.Float64s(r); return r[len(r)/2] }
+			b.ReportMetric(total[1].Seconds()/total[0].Seconds(), "relay/raw")
+			b.ReportMetric(median(ratios[0]), "relay/raw-median")
+			b.ReportMetric(total[2].Seconds()/total[0].Seconds(), "relay/raw-flush")
+			b.ReportMetric(median(ratios[1]), "relay/raw-flush-median")
+			perBatch := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(b.N) }
+			b.ReportMetric(perBatch(total[0]), "relay-µs/batch")
+			b.ReportMetric(perBatch(total[1]), "raw-µs/batch")
+			b.ReportMetric(perBatch(total[2]), "raw-flush-µs/batch")
 			b.ReportMetric(0, "ns/op")
 		})
 	}
@@ -186,14 +197,14 @@ func BenchmarkRealClusterLinger(b *testing.B) {
 			msgs := mapped(b, cfg, payload)
 			dr := make(chan ckafka.Event, n)
 			for _, p := range prods {
-				produceAll(b, p, msgs, dr)
+				produceAll(b, p, msgs, dr, false)
 			}
 			times := make([][]time.Duration, len(prods))
 			b.ResetTimer()
 			for i := range b.N {
 				for k := range prods {
 					j := (i + k) % len(prods)
-					times[j] = append(times[j], timed(func() { produceAll(b, prods[j], msgs, dr) }))
+					times[j] = append(times[j], timed(func() { produceAll(b, prods[j], msgs, dr, false) }))
 				}
 			}
 			b.StopTimer()
@@ -253,12 +264,17 @@ func rawProducer(b *testing.B, cfg relay.Config, props ckafka.ConfigMap) *ckafka
 }
 
 // produceAll produces msgs with p and waits for their delivery reports on
-// dr, which has room for them all.
-func produceAll(b *testing.B, p *ckafka.Producer, msgs []ckafka.Message, dr chan ckafka.Event) {
+// dr, which has room for them all; with flush, it calls Flush after the
+// last message, as the relay has librdkafka send them without waiting out
+// linger.ms.
+func produceAll(b *testing.B, p *ckafka.Producer, msgs []ckafka.Message, dr chan ckafka.Event, flush bool) {
 	for i := range msgs {
 		if err := p.Produce(&msgs[i], dr); err != nil {
 			b.Fatal(err)
 		}
+	}
+	if flush {
+		p.Flush(2) // the relay's flushMs
 	}
 	for range msgs {
 		if m := (<-dr).(*ckafka.Message); m.TopicPartition.Error != nil {

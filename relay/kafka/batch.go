@@ -240,6 +240,9 @@ func (r *batch) Wait() ([]error, error) {
 	r.done = true
 	defer r.release()
 	defer r.s.unregister(r)
+	if r.pending > 0 {
+		r.s.sendNow()
+	}
 	cause := r.wait()
 	if r.stale > 0 {
 		r.log.Warn("records stamped before their topic's retention.ms: Kafka acknowledges them, then deletes them with their log segment once nothing newer shares it; keep retention.ms above the queue's retention",

@@ -500,6 +500,37 @@ type topicLimits struct {
 	retention time.Duration
 }
 
+// flushMs is how long sendNow's flush lasts, in milliseconds.
+// confluent-kafka-go's Flush(2) holds rd_kafka_flush for 1 ms (it truncates
+// what remains to whole milliseconds, so Flush(1) does nothing): time
+// enough for the broker threads to wake and send what they hold.
+const flushMs = 2
+
+// flushOverrun is how long rd_kafka_flush may still run after
+// confluent-kafka-go's Flush returned: Flush runs it on a goroutine of its
+// own and does not wait for it. The instance stays open that long more,
+// so that librdkafka is not destroyed under it.
+const flushOverrun = 5 * time.Millisecond
+
+// sendNow has librdkafka send the messages it holds without waiting out
+// linger.ms: a batch calls it once its last message is handed over, when
+// nothing more will join them. A 10-record batch then takes about 0.55 ms
+// on loopback instead of 1.4 (docs/performance.md). It changes when
+// messages are sent, not what is sent or acknowledged, and it does not
+// wait: the flush runs on a goroutine for flushMs. Each batch starts its
+// own, even while the last one's runs, which may end before this batch's
+// messages are sent.
+func (s *instance) sendNow() {
+	release, ok := s.hold()
+	if !ok {
+		return
+	}
+	go func() {
+		s.kp.Flush(flushMs)
+		time.AfterFunc(flushOverrun, release)
+	}()
+}
+
 // topicLimitsOf is topic's limits, zero while they are not known. It never
 // waits: the first call starts a lookup in the background (one at a time
 // per topic, again on a later call if it failed), so a batch does not

@@ -447,3 +447,48 @@ func TestReady(t *testing.T) {
 	}
 	t.Logf("Ready with no broker: %v", err)
 }
+
+// TestBatchEndSendsWithoutLinger: once a batch's last message is handed
+// over, librdkafka sends it without waiting out linger.ms (sendNow). With
+// linger.ms at a minute and each batch's deadline at 5 s, the messages are
+// acknowledged only if the batch's end sent them; batches back to back
+// check that a flush still running from the last batch does not leave the
+// next one waiting.
+func TestBatchEndSendsWithoutLinger(t *testing.T) {
+	c, err := broker.Start(3, []string{"events"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cfg := testConfig(c.Addrs())
+	cfg.KafkaProperties = map[string]string{"linger.ms": "60000"}
+	p, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Ready(ctx, "events"); err != nil {
+		t.Fatalf("Ready: %v", err)
+	}
+	for round := range 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		b := p.Start(ctx, 10)
+		for i := range 10 {
+			if err := b.Add(&relay.Message{Topic: "events", Value: []byte(fmt.Sprint(i))}); err != nil {
+				t.Fatalf("round %d: Add %d: %v", round, i, err)
+			}
+		}
+		errs, cause := b.Wait()
+		cancel()
+		if cause != nil {
+			t.Fatalf("round %d: batch-level cause: %v", round, cause)
+		}
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: message %d: %v (sent only after linger.ms?)", round, i, err)
+			}
+		}
+	}
+}
