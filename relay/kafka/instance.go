@@ -506,11 +506,14 @@ type topicLimits struct {
 // enough for the broker threads to wake and send what they hold.
 const flushMs = 2
 
-// flushOverrun is how long rd_kafka_flush may still run after
-// confluent-kafka-go's Flush returned: Flush runs it on a goroutine of its
-// own and does not wait for it. The instance stays open that long more,
-// so that librdkafka is not destroyed under it.
-const flushOverrun = 5 * time.Millisecond
+// flushOverrun is how long the instance stays open after
+// confluent-kafka-go's Flush returned, so that librdkafka is not destroyed
+// under an rd_kafka_flush still running: Flush runs it on a goroutine of
+// its own (for at most 1 ms more) and does not wait for it. A second is
+// far beyond that, even at 128 MB's CPU share, where the cgroup's quota
+// may hold every thread for up to 93 ms of each 100; closing is all it
+// delays.
+const flushOverrun = time.Second
 
 // sendNow has librdkafka send the messages it holds without waiting out
 // linger.ms: a batch calls it once its last message is handed over, when
