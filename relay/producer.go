@@ -50,3 +50,10 @@ type Batch interface {
 	// from Add to the acknowledgement; valid after Wait.
 	Latencies() []time.Duration
 }
+
+// Recycler is a Batch whose buffers may serve the producer's next batch
+// once nothing reads its results. The handler calls Recycle after it has
+// answered; the Batch is not used again.
+type Recycler interface {
+	Recycle()
+}

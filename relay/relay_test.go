@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -335,6 +336,53 @@ func TestPartialFailures(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %s", want)
 		}
+	}
+}
+
+// TestBatchesAfterEachOther: batches on one handler take the last one's
+// per-record slices (and the producer's); each answer names only its own
+// failures, whether the batch is larger or smaller than the last, read
+// whole or while it arrives.
+func TestBatchesAfterEachOther(t *testing.T) {
+	for _, arriving := range []bool{false, true} {
+		t.Run(fmt.Sprintf("arriving=%v", arriving), func(t *testing.T) {
+			c := startBroker(t, 3, []string{"events"})
+			f := newRelay(t, map[string]string{"RELAY_BROKERS": c.Addrs(), "RELAY_MAX_MESSAGE_BYTES": "100"})
+			f.arriving = arriving
+			var produced int64
+			for _, tc := range []struct {
+				n         int
+				oversized []int
+			}{{20, []int{3, 11}}, {5, nil}, {30, []int{25}}, {1, []int{0}}, {12, nil}} {
+				ev := batch(tc.n, func(i int) string { return "ok" })
+				want := map[string]bool{}
+				for _, i := range tc.oversized {
+					ev.Records[i].Body = strings.Repeat("x", 101)
+					want[ev.Records[i].MessageId] = true
+				}
+				failed, _ := f.invoke(t, ev, 10*time.Second)
+				if fmt.Sprint(failed) != fmt.Sprint(want) {
+					t.Fatalf("%d records: failed %v, want %v", tc.n, failed, want)
+				}
+				produced += int64(tc.n - len(tc.oversized))
+				if n := c.Count("events"); n != produced {
+					t.Fatalf("after the %d-record batch: %d records in events, want %d", tc.n, n, produced)
+				}
+				var summary struct{ Records, Succeeded, Failed int }
+				lines := strings.Split(strings.TrimSpace(f.logs.String()), "\n")
+				for _, line := range slices.Backward(lines) {
+					if strings.Contains(line, `"msg":"batch relayed"`) {
+						if err := json.Unmarshal([]byte(line), &summary); err != nil {
+							t.Fatal(err)
+						}
+						break
+					}
+				}
+				if summary.Records != tc.n || summary.Failed != len(tc.oversized) || summary.Succeeded != tc.n-len(tc.oversized) {
+					t.Fatalf("%d records, %d oversized: summary %+v", tc.n, len(tc.oversized), summary)
+				}
+			}
+		})
 	}
 }
 

@@ -60,6 +60,8 @@ type instance struct {
 	// hold keeps the instance open for work of its own (a background
 	// lookup), as a batch does; false once it is being closed.
 	hold func() (release func(), ok bool)
+	// spare is the last finished batch's buffers, for the next (Recycle).
+	spare atomic.Pointer[batchSlices]
 }
 
 // trouble is a batch-level cause: every broker down, or authentication

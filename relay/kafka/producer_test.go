@@ -492,3 +492,68 @@ func TestBatchEndSendsWithoutLinger(t *testing.T) {
 		}
 	}
 }
+
+// TestRecycledBatches: batches that take the last one's buffers (Recycle)
+// report their own messages: sizes that shrink and grow across the
+// opaque slots' 1,024-message chunks, each message acknowledged once, and
+// the slots reused rather than added to.
+func TestRecycledBatches(t *testing.T) {
+	_, p := newTestProducer(t, 3)
+	maxSlots := 0
+	for _, n := range []int{1500, 10, 3000, 1, 2048} {
+		b, errs := produceBatch(t, p, n)
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("%d messages: message %d: %v", n, i, err)
+			}
+		}
+		if got := len(b.Latencies()); got != n {
+			t.Errorf("%d messages: %d latencies", n, got)
+		}
+		kb := b.(*batch)
+		maxSlots = max(maxSlots, (n+slotChunk-1)/slotChunk)
+		if len(kb.slots) != maxSlots {
+			t.Errorf("%d messages: %d slot chunks, want %d (the largest batch's so far)", n, len(kb.slots), maxSlots)
+		}
+		kb.Recycle()
+	}
+}
+
+// TestRecycleKeepsAChannelReportsMayReach: a batch with reports still to
+// come, or unread, keeps its delivery channel and slots out of the next
+// batch, which would count them for its own messages.
+func TestRecycleKeepsAChannelReportsMayReach(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		pending int
+		unread  int
+		reuse   bool
+	}{
+		{"all reported and read", 0, 0, true},
+		{"reports to come", 2, 0, false},
+		{"reports unread", 0, 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &instance{}
+			r := &batch{s: s, done: true, pending: tc.pending, dr: make(chan kafka.Event, 4), slots: [][]int32{make([]int32, slotChunk)},
+				state: []uint8{reported}, errs: []error{relay.ErrNoReport}}
+			for range tc.unread {
+				r.dr <- &kafka.Message{}
+			}
+			r.Recycle()
+			sp := s.spare.Load()
+			if sp == nil {
+				t.Fatal("nothing kept")
+			}
+			if got := sp.dr != nil; got != tc.reuse {
+				t.Errorf("channel kept: %v, want %v", got, tc.reuse)
+			}
+			if got := sp.slots != nil; got != tc.reuse {
+				t.Errorf("slots kept: %v, want %v", got, tc.reuse)
+			}
+			if len(sp.state) != 0 || cap(sp.errs) != 1 || r.errs[0] != nil {
+				t.Errorf("kept state %v, errors %v: want them emptied", sp.state, r.errs)
+			}
+		})
+	}
+}
