@@ -505,8 +505,12 @@ type topicLimits struct {
 // flushMs is how long sendNow's flush lasts, in milliseconds.
 // confluent-kafka-go's Flush(2) holds rd_kafka_flush for 1 ms (it truncates
 // what remains to whole milliseconds, so Flush(1) does nothing): time
-// enough for the broker threads to wake and send what they hold.
-const flushMs = 2
+// enough for the broker threads to wake and send what they hold. A broker
+// thread that runs later than that finds the linger over anyway. Longer
+// would reach into the next batch, whose first messages would then go
+// alone. A variable only so that a test can hold it longer than a loaded
+// machine's scheduling delay.
+var flushMs = 2
 
 // flushOverrun is how long the instance stays open after
 // confluent-kafka-go's Flush returned, so that librdkafka is not destroyed
@@ -530,8 +534,9 @@ func (s *instance) sendNow() {
 	if !ok {
 		return
 	}
+	ms := flushMs
 	go func() {
-		s.kp.Flush(flushMs)
+		s.kp.Flush(ms)
 		time.AfterFunc(flushOverrun, release)
 	}()
 }
