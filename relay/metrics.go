@@ -119,9 +119,17 @@ func percentiles(l []time.Duration, ps ...float64) []time.Duration {
 
 // selectNth reorders a so that a[k] is the element a sorted a would hold
 // there, with none greater before it and none smaller after it.
-func selectNth(a []time.Duration, k int) {
+func selectNth(a []time.Duration, k int) { selectWithin(a, k, 64) }
+
+// selectWithin is selectNth that sorts what is left after maxRounds
+// partitions, should the pivots keep missing.
+func selectWithin(a []time.Duration, k, maxRounds int) {
 	lo, hi := 0, len(a)-1
-	for lo < hi {
+	for rounds := 0; lo < hi; rounds++ {
+		if rounds >= maxRounds {
+			slices.Sort(a[lo : hi+1])
+			return
+		}
 		// Median of three as the pivot: latencies often arrive nearly sorted.
 		mid := lo + (hi-lo)/2
 		if a[mid] < a[lo] {

@@ -65,6 +65,34 @@ func TestPercentiles(t *testing.T) {
 	}
 }
 
+// TestSelectWithin: selection that gives up partitioning after 0, 1 or 3
+// rounds and sorts the rest still puts the right element at k.
+func TestSelectWithin(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, maxRounds := range []int{0, 1, 3} {
+		for _, n := range []int{1, 2, 17, 1000} {
+			l := make([]time.Duration, n)
+			for i := range l {
+				l[i] = time.Duration(r.IntN(50))
+			}
+			sorted := slices.Clone(l)
+			slices.Sort(sorted)
+			for _, k := range []int{0, n / 2, n - 1} {
+				a := slices.Clone(l)
+				selectWithin(a, k, maxRounds)
+				if a[k] != sorted[k] {
+					t.Fatalf("%d rounds, %d latencies: a[%d] = %v, want %v", maxRounds, n, k, a[k], sorted[k])
+				}
+				for i := range a {
+					if i < k && a[i] > a[k] || i > k && a[i] < a[k] {
+						t.Fatalf("%d rounds, %d latencies: a[%d] = %v on the wrong side of a[%d] = %v", maxRounds, n, i, a[i], k, a[k])
+					}
+				}
+			}
+		}
+	}
+}
+
 // BenchmarkPercentiles is Emit's latency percentiles for a 4,000-record
 // batch, selected (percentiles) against a sorted copy (what Emit did
 // before): go test -run '^$' -bench Percentiles ./relay/

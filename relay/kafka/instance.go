@@ -524,7 +524,7 @@ const flushOverrun = time.Second
 // sendNow has librdkafka send the messages it holds without waiting out
 // linger.ms: a batch calls it once its last message is handed over, when
 // nothing more will join them. On the RF-3 cluster it took relay ÷ raw
-// from 0.99 to 1.09-1.17 at 10 records (docs/performance.md). It changes when
+// from 0.99 to 1.07-1.20 at 10 records (docs/performance.md). It changes when
 // messages are sent, not what is sent or acknowledged, and it does not
 // wait: the flush runs on a goroutine for flushMs. Each batch starts its
 // own, even while the last one's runs, which may end before this batch's
