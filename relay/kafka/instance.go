@@ -72,6 +72,21 @@ type trouble struct {
 	// waits: a batch keeps waiting for acknowledgements through it until
 	// its deadline, instead of failing after the grace (throttling).
 	waits bool
+	// unexplained: every broker is down, and no client error has said why
+	// yet.
+	unexplained bool
+}
+
+// brokersDown is the trouble of every broker down, lastErr (if any) the
+// last client error, with a hint for it.
+func brokersDown(lastErr string) *trouble {
+	// librdkafka's own text counts brokers oddly ("0/1 brokers are
+	// down"): keep its code, say what is meant.
+	down := kafka.NewError(kafka.ErrAllBrokersDown, "every broker is unreachable", false)
+	if lastErr == "" {
+		return &trouble{reason: relay.ReasonBrokersDown, err: fmt.Errorf("no broker reachable: %w", down), unexplained: true}
+	}
+	return &trouble{reason: relay.ReasonBrokersDown, err: fmt.Errorf("no broker reachable (last error: %s%s): %w", lastErr, hintSuffix(lastErr), down)}
 }
 
 func (s *instance) fatalErr() error {
@@ -183,14 +198,7 @@ func (s *instance) onError(e kafka.Error) {
 		// A failed authentication or TLS handshake also leaves every broker
 		// down: keep the more precise cause.
 		if t := s.trouble.Load(); t == nil || t.reason == relay.ReasonBrokersDown {
-			// librdkafka's own text counts brokers oddly ("0/1 brokers are
-			// down"): keep its code, say what is meant.
-			down := kafka.NewError(e.Code(), "every broker is unreachable", false)
-			err := fmt.Errorf("no broker reachable: %w", down)
-			if s.lastErr != "" {
-				err = fmt.Errorf("no broker reachable (last error: %s%s): %w", s.lastErr, hintSuffix(s.lastErr), down)
-			}
-			s.trouble.Store(&trouble{reason: relay.ReasonBrokersDown, err: err})
+			s.trouble.Store(brokersDown(s.lastErr))
 		}
 		if !s.down {
 			// Once per outage, not at every failed reconnect.
@@ -208,7 +216,18 @@ func (s *instance) onError(e kafka.Error) {
 		if s.down {
 			level = slog.LevelDebug // the outage is logged once, above
 		}
-		s.logLocked().Log(context.Background(), level, "Kafka client error", "code", e.Code().String(), "error", e.Error())
+		// The error that says why may come after librdkafka's "all brokers
+		// down": a batch's flush (sendNow) polls events beside the
+		// producer's poller, so two can be handed over out of order.
+		if t := s.trouble.Load(); t != nil && t.unexplained {
+			s.trouble.Store(brokersDown(s.lastErr))
+			level = slog.LevelWarn
+		}
+		attrs := []any{"code", e.Code().String(), "error", e.Error()}
+		if h := hint(s.lastErr); h != "" && level == slog.LevelWarn {
+			attrs = append(attrs, "hint", h)
+		}
+		s.logLocked().Log(context.Background(), level, "Kafka client error", attrs...)
 	}
 }
 

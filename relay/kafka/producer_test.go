@@ -562,3 +562,40 @@ func TestRecycleKeepsAChannelReportsMayReach(t *testing.T) {
 		})
 	}
 }
+
+// TestBrokersDownNamesALaterCause: librdkafka's "all brokers down" and the
+// error that says why can be handed over in either order (a batch's flush
+// polls events beside the producer's poller); either way the batch's
+// failure names the cause and its hint.
+func TestBrokersDownNamesALaterCause(t *testing.T) {
+	resolve := kafka.NewError(kafka.ErrResolve, "b-1.example.invalid:9098/bootstrap: Failed to resolve 'b-1.example.invalid:9098': Name or service not known", false)
+	down := kafka.NewError(kafka.ErrAllBrokersDown, "1/1 brokers are down", false)
+	for _, tc := range []struct {
+		name   string
+		events []kafka.Error
+	}{
+		{"cause first", []kafka.Error{resolve, down}},
+		{"cause after", []kafka.Error{down, resolve}},
+		{"cause after, repeated", []kafka.Error{down, resolve, down, resolve}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs strings.Builder
+			s := &instance{log: slog.New(slog.NewJSONHandler(&logs, nil)), batches: map[*batch]struct{}{}}
+			for _, e := range tc.events {
+				s.onError(e)
+			}
+			tr := s.currentTrouble()
+			if tr == nil || tr.reason != relay.ReasonBrokersDown {
+				t.Fatalf("trouble %+v, want brokers_down", tr)
+			}
+			for _, want := range []string{"Failed to resolve", "hint: the broker's name does not resolve"} {
+				if !strings.Contains(tr.err.Error(), want) {
+					t.Errorf("the batch's cause %q does not say %q", tr.err, want)
+				}
+			}
+			if !strings.Contains(logs.String(), "the broker's name does not resolve") {
+				t.Errorf("logs do not give the hint:\n%s", logs.String())
+			}
+		})
+	}
+}
