@@ -178,22 +178,16 @@ func rawFlushBatch(b *testing.B, n int, brokers string) func() {
 	dr := make(chan ckafka.Event, n)
 	var flushes sync.WaitGroup
 	b.Cleanup(flushes.Wait) // before rawProducer's Close
-	return func() {
-		topic := "events"
-		for i := range msgs {
-			if err := kp.Produce(rawMessage(&msgs[i], &topic), dr); err != nil {
-				b.Fatal(err)
-			}
-		}
+	flush := func() {
 		flushes.Add(1)
 		go func() {
 			defer flushes.Done()
 			kp.Flush(2) // the relay's flushMs
 		}()
-		for range msgs {
-			if m := (<-dr).(*ckafka.Message); m.TopicPartition.Error != nil {
-				b.Fatal(m.TopicPartition.Error)
-			}
+	}
+	return func() {
+		if err := produceRawThen(kp, msgs, dr, flush); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
@@ -201,11 +195,20 @@ func rawFlushBatch(b *testing.B, n int, brokers string) func() {
 // produceRaw produces msgs to topic events and waits for their delivery
 // reports on dr, which has room for them all.
 func produceRaw(kp *ckafka.Producer, msgs []relay.Message, dr chan ckafka.Event) error {
+	return produceRawThen(kp, msgs, dr, nil)
+}
+
+// produceRawThen is produceRaw that calls afterLast, if not nil, once the
+// last message is handed over.
+func produceRawThen(kp *ckafka.Producer, msgs []relay.Message, dr chan ckafka.Event, afterLast func()) error {
 	topic := "events"
 	for i := range msgs {
 		if err := kp.Produce(rawMessage(&msgs[i], &topic), dr); err != nil {
 			return err
 		}
+	}
+	if afterLast != nil {
+		afterLast()
 	}
 	var failed error
 	for range msgs {

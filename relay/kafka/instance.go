@@ -224,7 +224,7 @@ func (s *instance) onError(e kafka.Error) {
 			level = slog.LevelWarn
 		}
 		attrs := []any{"code", e.Code().String(), "error", e.Error()}
-		if h := hint(s.lastErr); h != "" && level == slog.LevelWarn {
+		if h := hint(e.Error()); h != "" && level == slog.LevelWarn {
 			attrs = append(attrs, "hint", h)
 		}
 		s.logLocked().Log(context.Background(), level, "Kafka client error", attrs...)
