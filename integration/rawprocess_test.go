@@ -56,8 +56,9 @@ func rawProcessMain(brokers string) int {
 
 // rawProcess starts this test binary as the raw side for n messages to
 // brokers and returns a function that has it produce them once and waits
-// for its answer. The process ends when the benchmark does.
-func rawProcess(b *testing.B, n int, brokers string) func() {
+// for its answer, and the process's id. The process ends when the
+// benchmark does.
+func rawProcess(b *testing.B, n int, brokers string) (func(), int) {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), rawProcessBrokers+"="+brokers, rawProcessRecords+"="+strconv.Itoa(n))
@@ -85,7 +86,7 @@ func rawProcess(b *testing.B, n int, brokers string) func() {
 		}
 	})
 	out := bufio.NewReader(stdout)
-	return func() {
+	produce := func() {
 		if _, err := io.WriteString(stdin, "go\n"); err != nil {
 			b.Fatalf("raw process: %v", err)
 		}
@@ -93,4 +94,5 @@ func rawProcess(b *testing.B, n int, brokers string) func() {
 			b.Fatalf("raw process answered %q: %v", line, err)
 		}
 	}
+	return produce, cmd.Process.Pid
 }

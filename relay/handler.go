@@ -57,6 +57,10 @@ type runSlices struct {
 	errs  []error
 	added []int
 	sizes []int
+	// For the failure policy: made on first use, since a handler without
+	// a Queue never fills them.
+	handles  []string
+	receives []int32
 }
 
 // isDiagnostic reports whether payload is {"relay":"doctor"}.
@@ -192,7 +196,7 @@ func (h *Handler) begin(ctx context.Context, log *slog.Logger, sizeHint int) *ba
 	}
 	out.MessageIDs, out.Errs = s.ids, s.errs
 	return &batchRun{h: h, log: log, out: out, batch: h.producer.Start(pctx, sizeHint), cancel: cancel,
-		added: s.added, sizes: s.sizes}
+		added: s.added, sizes: s.sizes, handles: s.handles, receives: s.receives}
 }
 
 // recycle keeps b's per-record slices for the next batch, emptied, and
@@ -202,7 +206,9 @@ func (h *Handler) recycle(b *batchRun) {
 	ids, errs := b.out.MessageIDs, b.out.Errs
 	clear(ids) // the strings point into the event, the errors hold records' causes
 	clear(errs)
-	h.spare.Store(&runSlices{ids: ids[:0], errs: errs[:0], added: b.added[:0], sizes: b.sizes[:0]})
+	clear(b.handles)
+	h.spare.Store(&runSlices{ids: ids[:0], errs: errs[:0], added: b.added[:0], sizes: b.sizes[:0],
+		handles: b.handles[:0], receives: b.receives[:0]})
 	if r, ok := b.batch.(Recycler); ok {
 		r.Recycle()
 	}
@@ -218,6 +224,9 @@ func (b *batchRun) record(r *Record, err error) {
 	if b.h.Queue != nil {
 		if b.sourceARN == "" {
 			b.sourceARN = r.EventSourceARN
+		}
+		if b.handles == nil {
+			b.handles, b.receives = make([]string, 0, cap(b.out.MessageIDs)), make([]int32, 0, cap(b.out.MessageIDs))
 		}
 		b.handles = append(b.handles, r.ReceiptHandle)
 		b.receives = append(b.receives, receiveCount(r))
