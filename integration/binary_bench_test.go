@@ -266,26 +266,19 @@ func BenchmarkBinaryVsRaw(b *testing.B) {
 	handlerOne()
 	flushOne()
 	inside.reset()
-	fn0, err := procCPU(cmd.Process.Pid)
-	if err != nil {
-		b.Fatal(err)
+	cpu := func(pid int) time.Duration {
+		d, err := procCPU(pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return d
 	}
-	apart0, err := procCPU(apartPid)
-	if err != nil {
-		b.Fatal(err)
-	}
+	fn0, apart0 := cpu(cmd.Process.Pid), cpu(apartPid)
 	b.ResetTimer()
 	t := rotate(b, relayOne, rawOne, rawApart, handlerOne, flushOne)
 	relayT, rawT, apartT, handlerT, flushT := t[0], t[1], t[2], t[3], t[4]
 	b.StopTimer()
-	fn1, err := procCPU(cmd.Process.Pid)
-	if err != nil {
-		b.Fatal(err)
-	}
-	apart1, err := procCPU(apartPid)
-	if err != nil {
-		b.Fatal(err)
-	}
+	fn1, apart1 := cpu(cmd.Process.Pid), cpu(apartPid)
 	// The function is idle but for its own events: its CPU is the relay's
 	// side's, beside this process's (kfake, the Runtime API) in its turns.
 	b.ReportMetric(perEventMs(fn1-fn0, b.N), "relay-function-cpu-ms/event")
