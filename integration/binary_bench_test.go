@@ -62,6 +62,16 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }
 
+// cpuOf is procCPU(pid), failing b if it cannot be read.
+func cpuOf(b *testing.B, pid int) time.Duration {
+	b.Helper()
+	d, err := procCPU(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return d
+}
+
 // peakRSS is the process's high-water resident set (VmHWM), in bytes.
 func peakRSS(pid int) (int64, error) {
 	st, err := procStatus(pid)
@@ -266,32 +276,25 @@ func BenchmarkBinaryVsRaw(b *testing.B) {
 	handlerOne()
 	flushOne()
 	inside.reset()
-	cpu := func(pid int) time.Duration {
-		d, err := procCPU(pid)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return d
-	}
-	fn0, apart0 := cpu(cmd.Process.Pid), cpu(apartPid)
+	fn0, apart0 := cpuOf(b, cmd.Process.Pid), cpuOf(b, apartPid)
 	b.ResetTimer()
 	t := rotate(b, relayOne, rawOne, rawApart, handlerOne, flushOne)
 	relayT, rawT, apartT, handlerT, flushT := t[0], t[1], t[2], t[3], t[4]
 	b.StopTimer()
-	fn1, apart1 := cpu(cmd.Process.Pid), cpu(apartPid)
+	fn1, apart1 := cpuOf(b, cmd.Process.Pid), cpuOf(b, apartPid)
+	perEvent := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 / float64(b.N) }
 	// The function is idle but for its own events: its CPU is the relay's
 	// side's, beside this process's (kfake, the Runtime API) in its turns.
-	b.ReportMetric(perEventMs(fn1-fn0, b.N), "relay-function-cpu-ms/event")
-	b.ReportMetric(perEventMs(fn1-fn0+relayT.cpu, b.N), "relay-cpu-ms/event")
-	b.ReportMetric(perEventMs(rawT.cpu, b.N), "raw-cpu-ms/event")
+	b.ReportMetric(perEvent(fn1-fn0), "relay-function-cpu-ms/event")
+	b.ReportMetric(perEvent(fn1-fn0+relayT.cpu), "relay-cpu-ms/event")
+	b.ReportMetric(perEvent(rawT.cpu), "raw-cpu-ms/event")
 	// The raw process's CPU is raw's producer alone: what the function's
 	// compares with.
-	b.ReportMetric(perEventMs(apart1-apart0, b.N), "raw-process-cpu-ms/event")
+	b.ReportMetric(perEvent(apart1-apart0), "raw-process-cpu-ms/event")
 	b.ReportMetric(rawT.wall.Seconds()/relayT.wall.Seconds(), "relay/raw")
 	b.ReportMetric(flushT.wall.Seconds()/relayT.wall.Seconds(), "relay/raw-flush")
 	b.ReportMetric(apartT.wall.Seconds()/relayT.wall.Seconds(), "relay/raw-process")
 	b.ReportMetric(rawT.wall.Seconds()/handlerT.wall.Seconds(), "handler/raw")
-	perEvent := func(d time.Duration) float64 { return perEventMs(d, b.N) }
 	b.ReportMetric(perEvent(relayT.wall), "relay-ms/event")
 	b.ReportMetric(inside.mean(), "relay-batch-ms/event")
 	b.ReportMetric(perEvent(handlerT.wall), "handler-ms/event")
@@ -301,6 +304,3 @@ func BenchmarkBinaryVsRaw(b *testing.B) {
 	b.ReportMetric(float64(len(payload))/(1<<20), "event-MB")
 	b.ReportMetric(0, "ns/op")
 }
-
-// perEventMs is d over n events, in milliseconds.
-func perEventMs(d time.Duration, n int) float64 { return float64(d.Microseconds()) / 1e3 / float64(n) }

@@ -76,19 +76,13 @@ func BenchmarkCostByMemory(b *testing.B) {
 					invoke() // the first batch after start, and warm-up
 					invoke()
 					var billedMs float64
-					cpu0, err := procCPU(cmd.Process.Pid)
-					if err != nil {
-						b.Fatal(err)
-					}
+					cpu0 := cpuOf(b, cmd.Process.Pid)
 					b.ResetTimer()
 					for range b.N {
 						billedMs += math.Ceil(float64(invoke().Microseconds()) / 1000)
 					}
 					b.StopTimer()
-					cpu1, err := procCPU(cmd.Process.Pid)
-					if err != nil {
-						b.Fatal(err)
-					}
+					cpu1 := cpuOf(b, cmd.Process.Pid)
 					// In 10 ms ticks: meaningful over a run, not a batch.
 					b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "function-cpu-µs/batch")
 					ms := billedMs / float64(b.N)
