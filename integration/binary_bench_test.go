@@ -234,6 +234,46 @@ func (t *batchTimes) mean() float64 {
 // on a kfake broker of its own. The binary holds what the handler leaves out:
 // the payload's transfer, the runtime client, the response and the GC of
 // the previous payload.
+// invokeEach returns a function that invokes api's function with payload
+// and fails b unless it answers that no record failed.
+func invokeEach(b *testing.B, api *runtimeapi.Server, payload []byte) func() {
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		res, err := api.Invoke(ctx, payload, 30*time.Second)
+		if err != nil || res.Error || string(res.Payload) != `{"batchItemFailures":[]}` {
+			b.Fatalf("invoke: %s %v", res.Payload, err)
+		}
+	}
+}
+
+// rawFunctionOf starts this test binary as the raw function
+// (rawfunction_test.go) for n messages to brokers under a Runtime API of
+// its own, and returns a function that invokes it with payload, and the
+// process's id.
+func rawFunctionOf(b *testing.B, n int, brokers string, payload []byte) (func(), int) {
+	b.Helper()
+	api, err := runtimeapi.Start()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { api.Close() })
+	logs := &LogBuffer{}
+	cmd, err := StartFunction([]string{os.Args[0], "-test.run=^$"}, api.Addr(),
+		[]string{rawFunctionBrokers + "=" + brokers, rawProcessRecords + "=" + strconv.Itoa(n)}, logs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if b.Failed() {
+			b.Logf("raw function's output:\n%s", logs)
+		}
+	})
+	return invokeEach(b, api, payload), cmd.Process.Pid
+}
+
 func BenchmarkBinaryVsRaw(b *testing.B) {
 	const n = 4000
 	c, err := broker.Start(3, []string{"events"}, kfake.BlackholeProduce())
@@ -257,31 +297,27 @@ func BenchmarkBinaryVsRaw(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	relayOne := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		res, err := api.Invoke(ctx, payload, 30*time.Second)
-		if err != nil || res.Error || string(res.Payload) != `{"batchItemFailures":[]}` {
-			b.Fatalf("invoke: %s %v", res.Payload, err)
-		}
-	}
+	relayOne := invokeEach(b, api, payload)
 	rawOne := rawBatch(b, n, benchBroker(b, nil).Addrs())
 	rawApart, apartPid := rawProcess(b, n, benchBroker(b, nil).Addrs())
 	handlerOne := relayBatch(b, n, benchBroker(b, nil).Addrs())
 	flushOne := rawFlushBatch(b, n, benchBroker(b, nil).Addrs())
+	ceilingOne, ceilingPid := rawFunctionOf(b, n, benchBroker(b, nil).Addrs(), payload)
 	relayOne()
 	relayOne()
 	rawOne()
 	rawApart()
 	handlerOne()
 	flushOne()
+	ceilingOne()
+	ceilingOne()
 	inside.reset()
-	fn0, apart0 := cpuOf(b, cmd.Process.Pid), cpuOf(b, apartPid)
+	fn0, apart0, ceil0 := cpuOf(b, cmd.Process.Pid), cpuOf(b, apartPid), cpuOf(b, ceilingPid)
 	b.ResetTimer()
-	t := rotate(b, relayOne, rawOne, rawApart, handlerOne, flushOne)
-	relayT, rawT, apartT, handlerT, flushT := t[0], t[1], t[2], t[3], t[4]
+	t := rotate(b, relayOne, rawOne, rawApart, handlerOne, flushOne, ceilingOne)
+	relayT, rawT, apartT, handlerT, flushT, ceilingT := t[0], t[1], t[2], t[3], t[4], t[5]
 	b.StopTimer()
-	fn1, apart1 := cpuOf(b, cmd.Process.Pid), cpuOf(b, apartPid)
+	fn1, apart1, ceil1 := cpuOf(b, cmd.Process.Pid), cpuOf(b, apartPid), cpuOf(b, ceilingPid)
 	perEvent := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 / float64(b.N) }
 	// The function is idle but for its own events: its CPU is the relay's
 	// side's, beside this process's (kfake, the Runtime API) in its turns.
@@ -291,10 +327,15 @@ func BenchmarkBinaryVsRaw(b *testing.B) {
 	// The raw process's CPU is raw's producer alone: what the function's
 	// compares with.
 	b.ReportMetric(perEvent(apart1-apart0), "raw-process-cpu-ms/event")
+	b.ReportMetric(perEvent(ceil1-ceil0), "raw-function-cpu-ms/event")
 	b.ReportMetric(rawT.wall.Seconds()/relayT.wall.Seconds(), "relay/raw")
 	b.ReportMetric(flushT.wall.Seconds()/relayT.wall.Seconds(), "relay/raw-flush")
 	b.ReportMetric(apartT.wall.Seconds()/relayT.wall.Seconds(), "relay/raw-process")
 	b.ReportMetric(rawT.wall.Seconds()/handlerT.wall.Seconds(), "handler/raw")
+	// The ceiling: raw's loop through the same exchange, and how near the
+	// relay comes to it.
+	b.ReportMetric(rawT.wall.Seconds()/ceilingT.wall.Seconds(), "raw-function/raw")
+	b.ReportMetric(ceilingT.wall.Seconds()/relayT.wall.Seconds(), "relay/raw-function")
 	b.ReportMetric(perEvent(relayT.wall), "relay-ms/event")
 	b.ReportMetric(inside.mean(), "relay-batch-ms/event")
 	b.ReportMetric(perEvent(handlerT.wall), "handler-ms/event")

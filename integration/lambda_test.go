@@ -38,6 +38,9 @@ func TestMain(m *testing.M) {
 	if brokers := os.Getenv(rawProcessBrokers); brokers != "" {
 		os.Exit(rawProcessMain(brokers))
 	}
+	if brokers := os.Getenv(rawFunctionBrokers); brokers != "" {
+		os.Exit(rawFunctionMain(brokers))
+	}
 	dir, err := os.MkdirTemp("", "relay-bin")
 	if err != nil {
 		panic(err)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/sqs-msk-relay/relay/relay"
 )
 
 // A test binary started with rawProcessBrokers set is the raw side of
@@ -26,23 +28,13 @@ const (
 // every line read from stdin, answering each with "ok" or the error on
 // stdout, until stdin closes. It returns the process's exit code.
 func rawProcessMain(brokers string) int {
-	n, err := strconv.Atoi(os.Getenv(rawProcessRecords))
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", rawProcessRecords, err)
-		return 2
-	}
-	kp, err := newRawProducer(brokers)
+	kp, msgs, err := rawSide(brokers)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer kp.Close()
-	msgs, err := mapEvent(benchEvent(n))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	dr := make(chan ckafka.Event, n)
+	dr := make(chan ckafka.Event, len(msgs))
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
 		if err := produceRaw(kp, msgs, dr); err != nil {
@@ -58,6 +50,24 @@ func rawProcessMain(brokers string) int {
 // brokers and returns a function that has it produce them once and waits
 // for its answer, and the process's id. The process ends when the
 // benchmark does.
+// rawSide is the producer and the messages of raw in a process of its
+// own: the benchmark's rawProcessRecords messages, mapped, for brokers.
+func rawSide(brokers string) (*ckafka.Producer, []relay.Message, error) {
+	n, err := strconv.Atoi(os.Getenv(rawProcessRecords))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", rawProcessRecords, err)
+	}
+	msgs, err := mapEvent(benchEvent(n))
+	if err != nil {
+		return nil, nil, err
+	}
+	kp, err := newRawProducer(brokers)
+	if err != nil {
+		return nil, nil, err
+	}
+	return kp, msgs, nil
+}
+
 func rawProcess(b *testing.B, n int, brokers string) (func(), int) {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")

@@ -99,6 +99,12 @@ func main() {
 	if r, ok := get("BenchmarkBinaryVsRaw", "handler/raw"); ok {
 		row("the same event through the handler in the test process, in that rotation (median)", fmt.Sprintf("%.2f", r), "")
 	}
+	if r, ok := get("BenchmarkBinaryVsRaw", "raw-function/raw"); ok {
+		row("the ceiling: raw's loop as a Lambda function through the same exchange, ÷ raw (median)", fmt.Sprintf("%.2f", r), "")
+	}
+	if r, ok := get("BenchmarkBinaryVsRaw", "relay/raw-function"); ok {
+		row("relay ÷ that function (median)", fmt.Sprintf("%.2f", r), "")
+	}
 	relayCPU, ok1 := get("BenchmarkRelayVsRaw", "relay-cpu-ns/record")
 	rawCPU, ok2 := get("BenchmarkRelayVsRaw", "raw-cpu-ns/record")
 	if ok1 && ok2 {
