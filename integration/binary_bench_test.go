@@ -224,16 +224,6 @@ func (t *batchTimes) mean() float64 {
 	return t.ms / float64(t.n)
 }
 
-// BenchmarkBinaryVsRaw is relay ÷ raw through the real binary: a 6 MB
-// event of 4,000 × 1 KiB records sent to the function by the Runtime API,
-// decoded, produced and answered, in rotation with raw confluent-kafka-go
-// producing the same messages from this process (relay/raw), raw from a
-// process of its own as the binary is (relay/raw-process), and the same
-// event through the handler in this process (handler/raw), and raw that
-// flushes after its last message as the relay does (relay/raw-flush), each
-// on a kfake broker of its own. The binary holds what the handler leaves out:
-// the payload's transfer, the runtime client, the response and the GC of
-// the previous payload.
 // invokeEach returns a function that invokes api's function with payload
 // and fails b unless it answers that no record failed.
 func invokeEach(b *testing.B, api *runtimeapi.Server, payload []byte) func() {
@@ -274,6 +264,18 @@ func rawFunctionOf(b *testing.B, n int, brokers string, payload []byte) (func(),
 	return invokeEach(b, api, payload), cmd.Process.Pid
 }
 
+// BenchmarkBinaryVsRaw is relay ÷ raw through the real binary: a 6 MB
+// event of 4,000 × 1 KiB records sent to the function by the Runtime API,
+// decoded, produced and answered, in rotation with raw confluent-kafka-go
+// producing the same messages from this process (relay/raw), raw from a
+// process of its own as the binary is (relay/raw-process), and the same
+// event through the handler in this process (handler/raw), and raw that
+// flushes after its last message as the relay does (relay/raw-flush), and
+// raw's loop as a Lambda function through the same exchange, the ceiling
+// (raw-function/raw, relay/raw-function), each on a kfake broker of its
+// own. The binary holds what the handler leaves out: the payload's
+// transfer, the runtime client, the response and the GC of the previous
+// payload.
 func BenchmarkBinaryVsRaw(b *testing.B) {
 	const n = 4000
 	c, err := broker.Start(3, []string{"events"}, kfake.BlackholeProduce())

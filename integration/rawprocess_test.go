@@ -46,12 +46,9 @@ func rawProcessMain(brokers string) int {
 	return 0
 }
 
-// rawProcess starts this test binary as the raw side for n messages to
-// brokers and returns a function that has it produce them once and waits
-// for its answer, and the process's id. The process ends when the
-// benchmark does.
 // rawSide is the producer and the messages of raw in a process of its
-// own: the benchmark's rawProcessRecords messages, mapped, for brokers.
+// own, the raw process's or the raw function's: the benchmark's
+// rawProcessRecords messages, mapped, for brokers.
 func rawSide(brokers string) (*ckafka.Producer, []relay.Message, error) {
 	n, err := strconv.Atoi(os.Getenv(rawProcessRecords))
 	if err != nil {
@@ -68,6 +65,10 @@ func rawSide(brokers string) (*ckafka.Producer, []relay.Message, error) {
 	return kp, msgs, nil
 }
 
+// rawProcess starts this test binary as the raw side for n messages to
+// brokers and returns a function that has it produce them once and waits
+// for its answer, and the process's id. The process ends when the
+// benchmark does.
 func rawProcess(b *testing.B, n int, brokers string) (func(), int) {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
