@@ -217,12 +217,11 @@ func (r *batch) enqueue() error {
 	var bo backoff.BackOff // made only when the queue is full
 	for {
 		err := r.s.kp.Produce(&r.km, r.dr)
-		var ke kafka.Error
-		if err == nil || !errors.As(err, &ke) || ke.Code() != kafka.ErrQueueFull {
-			if err != nil {
-				return produceError(err)
-			}
+		if err == nil {
 			return nil
+		}
+		if !queueFull(err) {
+			return produceError(err)
 		}
 		if bo == nil {
 			bo = backoff.WithContext(&backoff.ExponentialBackOff{
@@ -249,6 +248,14 @@ func (r *batch) enqueue() error {
 		}
 		t.Stop()
 	}
+}
+
+// queueFull reports whether err is librdkafka's full queue. The
+// kafka.Error that errors.As fills escapes to the heap: declared here, it
+// is allocated for a failed Produce only, not for every message.
+func queueFull(err error) bool {
+	var ke kafka.Error
+	return errors.As(err, &ke) && ke.Code() == kafka.ErrQueueFull
 }
 
 // stopCause is why the batch must take no more messages, or nil.
