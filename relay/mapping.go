@@ -2,7 +2,6 @@ package relay
 
 import (
 	"fmt"
-	"strconv"
 	"time"
 	"unsafe"
 )
@@ -99,7 +98,7 @@ func (m *Mapper) Map(r *Record, msg *Message) error {
 
 	msg.Timestamp = time.Time{}
 	if r.SentTimestamp != "" {
-		ms, err := strconv.ParseInt(r.SentTimestamp, 10, 64)
+		ms, err := parseDecimal(r.SentTimestamp)
 		if err != nil || ms < 0 {
 			return &RecordError{MessageID: r.MessageID, Field: "attributes.SentTimestamp", Reason: ReasonInvalidRecord,
 				Err: fmt.Errorf("%s is not milliseconds since the epoch", quote(r.SentTimestamp))}

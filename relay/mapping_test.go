@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -204,4 +205,17 @@ func FuzzMap(f *testing.F) {
 			t.Fatalf("%d headers, HeaderCount says %d", len(msg.Headers), HeaderCount(r))
 		}
 	})
+}
+
+func TestParseDecimalMatchesStrconv(t *testing.T) {
+	for _, s := range []string{
+		"", "0", "1", "007", "1700000000000", "999999999999999999", "9223372036854775807",
+		"9223372036854775808", "99999999999999999999", "+5", "-5", "1e3", "12a", " 1", "1 ", "٣", "0x10",
+	} {
+		got, gotErr := parseDecimal(s)
+		want, wantErr := strconv.ParseInt(s, 10, 64)
+		if got != want || (gotErr == nil) != (wantErr == nil) {
+			t.Errorf("parseDecimal(%q) = %d, %v; strconv.ParseInt: %d, %v", s, got, gotErr, want, wantErr)
+		}
+	}
 }

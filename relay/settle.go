@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
+	"math"
 	"sync"
 	"time"
 
@@ -218,8 +218,8 @@ func (h *Handler) settleBudget(left time.Duration, records int) time.Duration {
 
 // receiveCount is r's ApproximateReceiveCount, or 1 when it has none.
 func receiveCount(r *Record) int32 {
-	n, err := strconv.ParseInt(r.ReceiveCount, 10, 32)
-	if err != nil || n < 1 {
+	n, err := parseDecimal(r.ReceiveCount)
+	if err != nil || n < 1 || n > math.MaxInt32 {
 		return 1
 	}
 	return int32(n)
