@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"time"
+	"unsafe"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -42,14 +43,13 @@ type batch struct {
 	dr      chan kafka.Event
 	wake    chan struct{}
 
-	km      kafka.Message // reused: Produce copies it into librdkafka
-	headers []kafka.Header
-	slots   [][]int32
-	state   []uint8
-	errs    []error
-	sentAt  []int64         // per message, monotonic nanoseconds since start
-	lat     []time.Duration // of acknowledged messages
-	t0      time.Time
+	km     kafka.Message // reused: Produce copies it into librdkafka
+	slots  [][]int32
+	state  []uint8
+	errs   []error
+	sentAt []int64         // per message, monotonic nanoseconds since start
+	lat    []time.Duration // of acknowledged messages
+	t0     time.Time
 	// sendClock is the clock reading that sendUses more messages share.
 	sendClock time.Duration
 	sendUses  int
@@ -134,10 +134,6 @@ func (r *batch) Add(m *relay.Message) error {
 	}
 	slot := &r.slots[i/slotChunk][i%slotChunk]
 	*slot = int32(i)
-	r.headers = r.headers[:0]
-	for _, h := range m.Headers {
-		r.headers = append(r.headers, kafka.Header{Key: h.Key, Value: h.Value})
-	}
 	if m.Topic != r.lastTopic {
 		r.noteTopic(m.Topic)
 	}
@@ -155,7 +151,7 @@ func (r *batch) Add(m *relay.Message) error {
 		r.staleTopic, r.staleLimit = m.Topic, r.lastLimit.retention
 	}
 	r.km.TopicPartition.Topic = &m.Topic
-	r.km.Key, r.km.Value, r.km.Headers, r.km.Timestamp = m.Key, m.Value, r.headers, m.Timestamp
+	r.km.Key, r.km.Value, r.km.Headers, r.km.Timestamp = m.Key, m.Value, kafkaHeaders(m.Headers), m.Timestamp
 	r.km.Opaque = slot
 	if err := r.enqueue(); err != nil {
 		if cause := r.stopCause(); cause != nil {
@@ -174,6 +170,16 @@ func (r *batch) Add(m *relay.Message) error {
 	r.pending++
 	return nil
 }
+
+// kafkaHeaders views hs as the Go client's headers, without copying them:
+// Produce copies them into C memory before it returns. The conversion in
+// the blank assignment compiles only while both types have the same
+// fields, so the same layout.
+func kafkaHeaders(hs []relay.Header) []kafka.Header {
+	return unsafe.Slice((*kafka.Header)(unsafe.Pointer(unsafe.SliceData(hs))), len(hs))
+}
+
+var _ = kafka.Header(relay.Header{})
 
 // batchBytes is about what a record batch holding m alone takes on the
 // wire: Kafka's batch header (61 bytes), the record's own framing and its
