@@ -219,3 +219,17 @@ func TestParseDecimalMatchesStrconv(t *testing.T) {
 		}
 	}
 }
+
+func TestReceiveCount(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int32
+	}{
+		{"", 1}, {"0", 1}, {"1", 1}, {"7", 7}, {"2147483647", 2147483647},
+		{"2147483648", 1}, {"-3", 1}, {"+3", 3}, {"x", 1},
+	} {
+		if got := receiveCount(&Record{ReceiveCount: tc.in}); got != tc.want {
+			t.Errorf("receiveCount(%q) = %d, want %d", tc.in, got, tc.want)
+		}
+	}
+}
