@@ -18,7 +18,7 @@ KAFKA_LIBS  := $(CURDIR)/$(BUILD)/kafka/libs
 FAST_PKGS    = $(shell $(GO) list ./... | grep -v /integration/apache)
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all run test test-arm64 rie kafka-libs build build-amd64 build-arm64 package check-glibc toolchain bench soak fuzz dashboard clean
+.PHONY: all run test test-arm64 rie kafka-libs build build-amd64 build-arm64 package check-glibc toolchain bench pgo soak fuzz dashboard clean
 
 all: build
 
@@ -120,6 +120,12 @@ bench: kafka-libs
 	@command -v /usr/bin/python3 >/dev/null && /usr/bin/python3 -c 'import kafka' 2>/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-kafka >/dev/null; }
 	RELAY_KAFKA_LIBS=$(KAFKA_LIBS) $(GO) test -run '^$$' -bench '^BenchmarkRealCluster$$' -benchtime 8x -count 3 -timeout 15m ./integration/apache/ | grep -E '^Benchmark' | tee $(BUILD)/bench-real.txt
 	RELAY_KAFKA_LIBS=$(KAFKA_LIBS) $(GO) test -run '^$$' -bench '^BenchmarkRealClusterSmall$$' -benchtime 300x -count 3 -timeout 15m ./integration/apache/ | grep -E '^Benchmark' | tee -a $(BUILD)/bench-real.txt
+
+## pgo: refresh lambda/default.pgo, the CPU profile every build of the function is optimized with (go build's -pgo=auto), from the binary relaying 6 MB events
+pgo:
+	mkdir -p $(BUILD)
+	RELAY_CPU_PROFILE=$(CURDIR)/$(BUILD)/cpu.pprof $(GO) test -run '^$$' -bench '^BenchmarkBinaryVsRaw$$' -benchtime 400x -timeout 10m ./integration/
+	cp $(BUILD)/cpu.pprof lambda/default.pgo
 
 clean:
 	rm -rf $(BUILD) .serverless

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -171,6 +174,26 @@ func BenchmarkBinary(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
+// terminate stops cmd with SIGTERM, as Lambda ends a sandbox, and kills it
+// if it has not exited within 10 s.
+func terminate(cmd *exec.Cmd) error {
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	select {
+	case err := <-exited:
+		return err
+	case <-t.C:
+		cmd.Process.Kill()
+		<-exited
+		return errors.New("still running 10 s after SIGTERM: killed")
+	}
+}
+
 type devNull struct{}
 
 func (devNull) Write(p []byte) (int, error) { return len(p), nil }
@@ -292,13 +315,29 @@ func BenchmarkBinaryVsRaw(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { api.Close() })
+	fn, env := binary, []string{"RELAY_BROKERS=" + c.Addrs(), "RELAY_TOPIC=events", "RELAY_AUTH=none", "RELAY_LOG_LEVEL=info"}
+	profile := os.Getenv("RELAY_CPU_PROFILE") // make pgo: the function's CPU profile, for lambda/default.pgo
+	if profile != "" {
+		if fn, err = BuildFunction(b.TempDir(), "cpuprofile"); err != nil {
+			b.Fatal(err)
+		}
+		env = append(env, "RELAY_CPU_PROFILE="+profile)
+	}
 	var inside batchTimes
-	cmd, err := StartFunction([]string{binary}, api.Addr(),
-		[]string{"RELAY_BROKERS=" + c.Addrs(), "RELAY_TOPIC=events", "RELAY_AUTH=none", "RELAY_LOG_LEVEL=info"}, &inside)
+	cmd, err := StartFunction([]string{fn}, api.Addr(), env, &inside)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	b.Cleanup(func() {
+		if profile == "" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return
+		}
+		if err := terminate(cmd); err != nil {
+			b.Errorf("the profiled function: %v", err)
+		}
+	})
 	relayOne := invokeEach(b, api, payload)
 	rawOne := rawBatch(b, n, benchBroker(b, nil).Addrs())
 	rawApart, apartPid := rawProcess(b, n, benchBroker(b, nil).Addrs())

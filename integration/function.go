@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 )
 
@@ -30,10 +31,11 @@ func (l *LogBuffer) String() string {
 	return l.b.String()
 }
 
-// BuildFunction builds the lambda binary into dir and returns its path.
-func BuildFunction(dir string) (string, error) {
+// BuildFunction builds the lambda binary into dir, with the build tags
+// given, and returns its path.
+func BuildFunction(dir string, tags ...string) (string, error) {
 	out := filepath.Join(dir, "bootstrap")
-	cmd := exec.Command("go", "build", "-o", out, "github.com/sqs-msk-relay/relay/lambda")
+	cmd := exec.Command("go", "build", "-tags", strings.Join(tags, ","), "-o", out, "github.com/sqs-msk-relay/relay/lambda")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("build lambda: %w", err)
